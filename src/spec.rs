@@ -1,0 +1,115 @@
+//! `BackendSpec`: the one internal representation of a backend.
+//!
+//! Every source of backends (the config file, later the admin API and `McpBackend` resources)
+//! normalises into these types through a pure function, so that the catalog and the upstream
+//! pool never care where a backend was declared.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default public-name separator between a backend's prefix and an upstream name.
+pub const DEFAULT_SEPARATOR: &str = "__";
+
+/// One MCP server behind the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Unique name (the key under `mcpServers`).
+    pub name: String,
+    pub transport: TransportSpec,
+    /// Prefix of public names; `""` means the upstream names are public as they are.
+    pub prefix: String,
+    pub tools: ToolFilter,
+    /// Per-request timeout for this backend; `None` uses the gateway's default.
+    pub timeout: Option<Duration>,
+    /// A disabled backend is known to the gateway but never started.
+    pub disabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportSpec {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio(ProcessSpec),
+    /// Legacy HTTP+SSE: GET an event stream, POST to the endpoint it announces.
+    /// With `launch`, the gateway starts that process first and waits for the URL to answer.
+    Sse {
+        http: HttpSpec,
+        launch: Option<ProcessSpec>,
+    },
+    /// Streamable HTTP (protocol 2025-03-26 and later).
+    StreamableHttp(HttpSpec),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    /// Added to (not replacing) the gateway's own environment.
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSpec {
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Which upstream tools are published, by glob over the *upstream* tool name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolFilter {
+    /// Empty means every tool.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+/// Gateway-wide settings (the `gateway:` section of the config file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySettings {
+    pub separator: String,
+    /// Default per-request timeout towards a backend (reset by progress notifications).
+    pub request_timeout: Duration,
+    /// How long a backend may take to start and answer `initialize`.
+    pub startup_timeout: Duration,
+    /// Largest accepted HTTP request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for sessions and backends before killing.
+    pub shutdown_grace: Duration,
+    /// Extra `Host` header values accepted besides loopback ones (DNS-rebinding guard);
+    /// `["*"]` accepts any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            separator: DEFAULT_SEPARATOR.to_owned(),
+            request_timeout: Duration::from_secs(300),
+            startup_timeout: Duration::from_secs(60),
+            max_body_bytes: 8 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+// === impl TransportSpec ===
+
+impl TransportSpec {
+    /// The name used in config files, logs and the admin API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stdio(_) => "stdio",
+            Self::Sse { .. } => "sse",
+            Self::StreamableHttp(_) => "streamable-http",
+        }
+    }
+}
+
+// === impl BackendSpec ===
+
+impl BackendSpec {
+    pub fn transport_kind(&self) -> &'static str {
+        self.transport.kind()
+    }
+}
