@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Install the real MCP peers used by the end-to-end suite into <repo>/.peers/.
+#
+#   .peers/node  npm packages: server-everything, the TypeScript SDK, server-memory,
+#                server-filesystem
+#   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time
+#   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
+#
+# Every step writes a stamp file holding its pinned versions; a step whose stamp
+# matches is skipped without touching the network, so a second run takes ~1 s.
+# Change a pin below and only that step is redone.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+PEERS="${PEERS_DIR:-$ROOT/.peers}"
+
+# ---- pins -------------------------------------------------------------------
+NPM_PKGS=(
+  "@modelcontextprotocol/server-everything@2026.8.31"
+  "@modelcontextprotocol/sdk@1.32.2"
+  "@modelcontextprotocol/server-memory@2026.8.31"
+  "@modelcontextprotocol/server-filesystem@2026.8.31"
+)
+PY2_PKGS=(
+  "mcp==2.3.0"
+  "mcp-server-time==2026.10.19"
+  "pytest==9.2.0"
+  "pytest-timeout==2.4.0"
+  "anyio==4.16.0"
+  "httpx==0.28.1"
+  "psutil==7.2.2"
+  "pyyaml==6.0.3"
+)
+PY1_PKGS=(
+  "mcp==1.30.0"
+)
+PYTHON="${PYTHON:-python3}"
+# -----------------------------------------------------------------------------
+
+log() { printf 'install-peers: %s\n' "$*"; }
+die() { printf 'install-peers: ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found (need Python >= 3.10)"
+command -v node >/dev/null 2>&1 || die "'node' not found (need Node >= 18)"
+command -v npm >/dev/null 2>&1 || die "'npm' not found"
+
+PY_VER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+  || die "cannot run $PYTHON"
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+
+mkdir -p "$PEERS" || die "cannot create $PEERS"
+
+# stamp_ok NAME CONTENT CHECK_PATH -> 0 when the stamp matches and CHECK_PATH exists
+stamp_ok() {
+  local f="$PEERS/.stamp-$1"
+  [[ -f "$f" && -e "$3" ]] && [[ "$(cat "$f")" == "$2" ]]
+}
+stamp_write() { printf '%s' "$2" >"$PEERS/.stamp-$1"; }
+
+# ---- npm --------------------------------------------------------------------
+node_stamp="node=$NODE_MAJOR ${NPM_PKGS[*]}"
+if stamp_ok node "$node_stamp" "$PEERS/node/node_modules/@modelcontextprotocol/server-everything/package.json"; then
+  log "npm peers up to date (${#NPM_PKGS[@]} packages) - skipped"
+else
+  log "npm install into .peers/node: ${NPM_PKGS[*]}"
+  rm -f "$PEERS/.stamp-node"
+  mkdir -p "$PEERS/node"
+  [[ -f "$PEERS/node/package.json" ]] || printf '{"name":"mcp-gateway-peers","private":true}\n' >"$PEERS/node/package.json"
+  npm install --prefix "$PEERS/node" --save-exact --no-audit --no-fund \
+      --loglevel=error --no-progress "${NPM_PKGS[@]}" >"$PEERS/npm-install.log" 2>&1 \
+    || { tail -n 30 "$PEERS/npm-install.log" >&2; die "npm install failed (full log: $PEERS/npm-install.log)"; }
+  stamp_write node "$node_stamp"
+fi
+
+# ---- python venvs -----------------------------------------------------------
+# make_venv NAME PKG...
+make_venv() {
+  local name="$1"; shift
+  local dir="$PEERS/$name"
+  local stamp="python=$PY_VER $*"
+  if stamp_ok "$name" "$stamp" "$dir/bin/python"; then
+    log "venv .peers/$name up to date ($*) - skipped"
+    return 0
+  fi
+  rm -f "$PEERS/.stamp-$name"
+  if [[ -x "$dir/bin/python" ]] && [[ "$("$dir/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" == "$PY_VER" ]]; then
+    log "venv .peers/$name exists; pip install $*"
+  else
+    log "create venv .peers/$name (python $PY_VER); pip install $*"
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir" || die "cannot create venv $dir"
+  fi
+  "$dir/bin/python" -m pip install --disable-pip-version-check --no-input -q "$@" \
+      >"$PEERS/pip-$name.log" 2>&1 \
+    || { tail -n 30 "$PEERS/pip-$name.log" >&2; die "pip install into .peers/$name failed (full log: $PEERS/pip-$name.log)"; }
+  stamp_write "$name" "$stamp"
+}
+
+make_venv py2 "${PY2_PKGS[@]}"
+make_venv py1 "${PY1_PKGS[@]}"
+
+log "peers ready in $PEERS"

@@ -1,0 +1,159 @@
+use super::*;
+use crate::spec::{HttpSpec, TransportSpec};
+use serde_json::json;
+
+fn spec(name: &str, prefix: &str) -> BackendSpec {
+    BackendSpec {
+        name: name.into(),
+        transport: TransportSpec::StreamableHttp(HttpSpec {
+            url: "http://127.0.0.1:1/mcp".into(),
+            headers: Default::default(),
+        }),
+        prefix: prefix.into(),
+        tools: ToolFilter::default(),
+        timeout: None,
+        disabled: false,
+    }
+}
+
+fn listing(tools: &[&str]) -> Arc<Listing> {
+    Arc::new(Listing {
+        tools: tools
+            .iter()
+            .map(|t| json!({"name": t, "description": format!("does {t}"), "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}))
+            .collect(),
+        prompts: vec![json!({"name": "greet", "arguments": [{"name": "who"}]})],
+        resources: vec![json!({"uri": "mem://shared", "name": "shared"})],
+        templates: vec![json!({"uriTemplate": "mem://items/{id}", "name": "item"})],
+    })
+}
+
+fn names(snap: &Snapshot) -> Vec<&str> {
+    snap.tools.iter().map(|e| e.public.as_str()).collect()
+}
+
+#[test]
+fn prefixes_and_routes() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("github", "github"));
+    c.set_listing("github", Some(listing(&["create_issue", "search"])));
+    let snap = c.snapshot();
+    assert_eq!(names(&snap), ["github__create_issue", "github__search"]);
+    let e = snap.tool("github__search").expect("routed");
+    assert_eq!((&*e.backend, e.upstream.as_str()), ("github", "search"));
+    // Unknown fields pass through; only the name changes.
+    assert_eq!(e.def["annotations"]["readOnlyHint"], true);
+    assert_eq!(e.def["description"], "does search");
+    assert_eq!(e.def["name"], "github__search");
+    assert!(snap.prompt("github__greet").is_some());
+    assert!(snap.tool("search").is_none());
+}
+
+#[test]
+fn separator_and_empty_prefix() {
+    let mut c = Catalog::new("-");
+    c.apply(&spec("a", "alpha"));
+    c.apply(&spec("b", ""));
+    c.set_listing("a", Some(listing(&["x"])));
+    c.set_listing("b", Some(listing(&["y"])));
+    assert_eq!(names(&c.snapshot()), ["alpha-x", "y"]);
+}
+
+#[test]
+fn filters_by_upstream_name() {
+    let mut c = Catalog::new("__");
+    let mut s = spec("fs", "fs");
+    s.tools.include = vec!["read_*".into(), "list_*".into()];
+    s.tools.exclude = vec!["*_media_*".into()];
+    c.apply(&s);
+    c.set_listing(
+        "fs",
+        Some(listing(&["read_file", "read_media_file", "list_dir", "write_file"])),
+    );
+    assert_eq!(names(&c.snapshot()), ["fs__read_file", "fs__list_dir"]);
+}
+
+#[test]
+fn collisions_are_resolved_the_same_whatever_the_order() {
+    let build = |order: &[&str]| {
+        let mut c = Catalog::new("__");
+        for name in order {
+            c.apply(&spec(name, ""));
+            c.set_listing(name, Some(listing(&["echo"])));
+        }
+        let snap = c.snapshot();
+        let mut got: Vec<(String, String)> = snap
+            .tools
+            .iter()
+            .map(|e| (e.public.clone(), e.backend.to_string()))
+            .collect();
+        got.sort();
+        (got, snap.collisions.clone())
+    };
+    let (ab, coll_ab) = build(&["a", "b"]);
+    let (ba, coll_ba) = build(&["b", "a"]);
+    assert_eq!(ab, ba);
+    assert_eq!(coll_ab, coll_ba);
+    // The first backend in name order keeps the name; the other is renamed, not dropped.
+    assert!(ab.contains(&("echo".into(), "a".into())));
+    let renamed = ab.iter().find(|(_, b)| b == "b").expect("b keeps a tool");
+    assert!(renamed.0.starts_with("echo_") && naming::is_valid(&renamed.0));
+    assert_eq!(coll_ab.len(), 3, "tool, prompt and resource collisions: {coll_ab:?}");
+    let tool = coll_ab.iter().find(|c| c.kind == "tool").expect("tool collision");
+    assert_eq!((tool.winner.as_str(), tool.loser.as_str()), ("a", "b"));
+    let res = coll_ab.iter().find(|c| c.kind == "resource").expect("resource collision");
+    assert_eq!(res.renamed, None);
+}
+
+#[test]
+fn sanitised_names_within_one_backend_stay_distinct() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("s", "s"));
+    c.set_listing("s", Some(listing(&["a.b", "a_b"])));
+    let snap = c.snapshot();
+    let n = names(&snap);
+    assert_eq!(n.len(), 2);
+    assert_ne!(n[0], n[1]);
+    assert_eq!(snap.tool(n[0]).map(|e| e.upstream.as_str()), Some("a.b"));
+    assert_eq!(snap.tool(n[1]).map(|e| e.upstream.as_str()), Some("a_b"));
+}
+
+#[test]
+fn resources_route_by_uri_and_template() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("m", "m"));
+    c.set_listing("m", Some(listing(&[])));
+    let snap = c.snapshot();
+    assert_eq!(snap.resource_backend("mem://shared").map(|b| &**b), Some("m"));
+    assert_eq!(snap.resource_backend("mem://items/9").map(|b| &**b), Some("m"));
+    assert_eq!(snap.resource_backend("other://x"), None);
+    assert_eq!(snap.template_backend("mem://items/{id}").map(|b| &**b), Some("m"));
+    assert_eq!(snap.counts("m"), [0, 1, 1, 1]);
+}
+
+#[test]
+fn down_backends_publish_nothing_and_reapply_keeps_listing() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.set_listing("a", Some(listing(&["t"])));
+    c.apply(&spec("a", "renamed"));
+    assert_eq!(names(&c.snapshot()), ["renamed__t"]);
+    c.set_listing("a", None);
+    assert!(c.snapshot().tools.is_empty());
+    c.set_listing("ghost", Some(listing(&["t"])));
+    assert!(c.snapshot().tools.is_empty());
+    assert!(c.remove("a"));
+    assert!(!c.remove("a"));
+}
+
+#[test]
+fn handle_publishes_every_change() {
+    let h = CatalogHandle::new(Catalog::new("__"));
+    let mut rx = h.subscribe();
+    h.apply(&spec("a", "a"));
+    h.set_listing("a", Some(listing(&["t"])));
+    assert!(rx.has_changed().unwrap_or(false));
+    assert_eq!(names(&rx.borrow_and_update()), ["a__t"]);
+    h.remove("a");
+    assert!(h.current().tools.is_empty());
+}
