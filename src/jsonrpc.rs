@@ -187,17 +187,44 @@ mod tests {
     #[test]
     fn classifies_messages() {
         let cases = [
-            (json!({"jsonrpc":"2.0","id":1,"method":"ping"}), Ok(Kind::Request)),
-            (json!({"jsonrpc":"2.0","id":"a","method":"x"}), Ok(Kind::Request)),
-            (json!({"jsonrpc":"2.0","method":"n"}), Ok(Kind::Notification)),
-            (json!({"jsonrpc":"2.0","id":1,"result":{}}), Ok(Kind::Response)),
-            (json!({"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}), Ok(Kind::Response)),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+                Ok(Kind::Request),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":"a","method":"x"}),
+                Ok(Kind::Request),
+            ),
+            (
+                json!({"jsonrpc":"2.0","method":"n"}),
+                Ok(Kind::Notification),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"result":{}}),
+                Ok(Kind::Response),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}),
+                Ok(Kind::Response),
+            ),
             (json!([1]), Err(Invalid::NotObject)),
             (json!({"id":1,"method":"ping"}), Err(Invalid::Version)),
-            (json!({"jsonrpc":"1.0","id":1,"method":"ping"}), Err(Invalid::Version)),
-            (json!({"jsonrpc":"2.0","id":1,"method":5}), Err(Invalid::Method)),
-            (json!({"jsonrpc":"2.0","id":{"a":1},"method":"x"}), Err(Invalid::Id)),
-            (json!({"jsonrpc":"2.0","id":1.5,"method":"x"}), Err(Invalid::Id)),
+            (
+                json!({"jsonrpc":"1.0","id":1,"method":"ping"}),
+                Err(Invalid::Version),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":5}),
+                Err(Invalid::Method),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":{"a":1},"method":"x"}),
+                Err(Invalid::Id),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1.5,"method":"x"}),
+                Err(Invalid::Id),
+            ),
             (json!({"jsonrpc":"2.0","id":1}), Err(Invalid::Shape)),
             (json!({"jsonrpc":"2.0"}), Err(Invalid::Shape)),
         ];

@@ -1,6 +1,12 @@
 //! mcp-gateway: one MCP endpoint in front of many MCP servers.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod catalog;
+pub mod config;
+pub mod frontend;
 pub mod jsonrpc;
+pub mod relay;
+pub mod session;
 pub mod spec;
+pub mod upstream;

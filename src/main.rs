@@ -1,1 +1,274 @@
-fn main() {}
+//! The `mcp-gateway` command: `serve`, `check`, `version`. Start-up and shutdown live here;
+//! everything else is in the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use mcp_gateway::config::{self, Config};
+use mcp_gateway::frontend::{self, HostGuard};
+use mcp_gateway::relay::Gateway;
+use mcp_gateway::upstream::State;
+
+/// The port the gateway listens on when neither `--port` nor `gateway.port` says otherwise.
+const DEFAULT_PORT: u16 = 8900;
+const DEFAULT_HOST: &str = "127.0.0.1";
+/// The config `serve` runs without `--config`: the built-in fixture server only.
+const EMBEDDED_DEFAULT: &str = include_str!("../examples/gateway.yaml");
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-gateway",
+    version,
+    about = "One MCP endpoint for every MCP server: stdio, SSE and streamable-HTTP backends behind /mcp, /sse and stdio."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Validate a config file; exits non-zero listing every problem.
+    Check {
+        /// The config file (YAML or JSON).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file (YAML or JSON, `mcpServers` format). Without it, the embedded default runs.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: gateway.host, else 127.0.0.1].
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: gateway.port, else 8900].
+    #[arg(long, short)]
+    port: Option<u16>,
+    /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG-style filter).
+    #[arg(long, env = "MCP_GATEWAY_LOG", default_value = "info")]
+    log_level: String,
+    /// How clients connect: one HTTP listener (/mcp and /sse), or this process's stdin/stdout.
+    #[arg(long, value_enum, default_value_t = Transport::Http)]
+    transport: Transport,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Http,
+    Stdio,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Version => {
+            println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Check { config } => check(&config),
+        Command::Serve(args) => serve(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    let cfg = config::load(path)?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    let enabled = cfg.backends.iter().filter(|b| !b.disabled).count();
+    println!(
+        "{}: ok ({} backends, {enabled} enabled)",
+        path.display(),
+        cfg.backends.len()
+    );
+    Ok(())
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(config::load(p)?),
+        None => Ok(config::parse(
+            EMBEDDED_DEFAULT,
+            "embedded default config",
+            config::Format::Yaml,
+            None,
+            &|k| std::env::var(k).ok(),
+        )?),
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = match filter {
+        "error" | "warn" | "info" | "debug" | "trace" => {
+            format!("{filter},hyper=warn,reqwest=warn,h2=warn,rustls=warn")
+        }
+        custom => custom.to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .with_context(|| format!("invalid --log-level {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_level)?;
+    let cfg = load(args.config.as_deref())?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    if args.config.is_none() {
+        tracing::info!("no --config given: serving the embedded default (examples/gateway.yaml)");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(args, cfg))
+}
+
+async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
+    let host = match (args.host, cfg.gateway.host.as_deref()) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h
+            .parse()
+            .with_context(|| format!("gateway.host {h:?} is not an IP address"))?,
+        (None, None) => DEFAULT_HOST.parse()?,
+    };
+    let port = args.port.or(cfg.gateway.port).unwrap_or(DEFAULT_PORT);
+    let allowed_hosts = cfg.gateway.allowed_hosts.clone();
+    let grace = cfg.gateway.shutdown_grace;
+    let gw = Gateway::new(cfg.gateway);
+    gw.reconcile(cfg.backends).await;
+    tokio::spawn(log_summary(gw.clone()));
+
+    let outcome = match args.transport {
+        Transport::Stdio => {
+            // Let backends come up first so the client's first tools/list is complete.
+            let _ = tokio::time::timeout(gw.settings.startup_timeout, gw.settled()).await;
+            tokio::select! {
+                _ = frontend::stdio::serve(gw.clone(), tokio::io::stdin(), tokio::io::stdout()) => {}
+                _ = shutdown_signal() => {}
+            }
+            Ok(())
+        }
+        Transport::Http => {
+            serve_http(
+                gw.clone(),
+                SocketAddr::new(host, port),
+                &allowed_hosts,
+                grace,
+            )
+            .await
+        }
+    };
+    gw.stop().await;
+    outcome
+}
+
+async fn serve_http(
+    gw: Arc<Gateway>,
+    addr: SocketAddr,
+    allowed_hosts: &[String],
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => bail!("cannot listen on {addr}: {e}"),
+    };
+    let local = listener.local_addr().context("listener has no address")?;
+    tracing::info!("listening on http://{local} (streamable HTTP at /mcp, SSE at /sse)");
+    tokio::spawn(frontend::expire_idle_sessions(gw.clone()));
+    let app = frontend::router(gw.clone(), HostGuard::new(addr.ip(), allowed_hosts));
+    let stopping = gw.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        // Closing sessions ends their streams, which lets open connections finish.
+        stopping.stop().await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => r.context("the HTTP server failed")?,
+        _ = async { gw.shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("connections still open after {} s; closing them", grace.as_secs());
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Once every backend has started or failed, one line each: what a person wants to see.
+async fn log_summary(gw: Arc<Gateway>) {
+    let _ = tokio::time::timeout(gw.settings.startup_timeout, gw.settled()).await;
+    let snap = gw.catalog.current();
+    let backends = gw.upstreams.all();
+    for b in &backends {
+        let s = b.status();
+        let [tools, prompts, resources, _] = snap.counts(&b.name);
+        match s.state {
+            State::Down => tracing::warn!(
+                backend = %b.name,
+                transport = b.spec.transport_kind(),
+                error = s.last_error.as_deref().unwrap_or("unknown"),
+                "backend is down"
+            ),
+            state => tracing::info!(
+                backend = %b.name,
+                transport = b.spec.transport_kind(),
+                state = state.as_str(),
+                tools,
+                prompts,
+                resources,
+                "backend"
+            ),
+        }
+    }
+    let up = backends
+        .iter()
+        .filter(|b| b.status().state == State::Ready)
+        .count();
+    tracing::info!(
+        "{up}/{} backends ready, {} tools, {} prompts, {} resources",
+        backends.len(),
+        snap.tools.len(),
+        snap.prompts.len(),
+        snap.resources.len()
+    );
+}

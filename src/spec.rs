@@ -78,6 +78,10 @@ pub struct GatewaySettings {
     /// Extra `Host` header values accepted besides loopback ones (DNS-rebinding guard);
     /// `["*"]` accepts any.
     pub allowed_hosts: Vec<String>,
+    /// Address to listen on; `None` leaves the choice to the command line or its default.
+    pub host: Option<String>,
+    /// Port to listen on; `None` leaves the choice to the command line or its default.
+    pub port: Option<u16>,
 }
 
 impl Default for GatewaySettings {
@@ -89,6 +93,8 @@ impl Default for GatewaySettings {
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
             allowed_hosts: Vec::new(),
+            host: None,
+            port: None,
         }
     }
 }

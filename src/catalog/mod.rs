@@ -182,7 +182,8 @@ impl Catalog {
                     });
                     continue;
                 }
-                snap.resource_index.insert(uri.to_owned(), snap.resources.len());
+                snap.resource_index
+                    .insert(uri.to_owned(), snap.resources.len());
                 snap.resources.push(ResourceEntry {
                     uri: uri.to_owned(),
                     backend: name.clone(),
@@ -334,7 +335,10 @@ impl Snapshot {
     pub fn counts(&self, backend: &str) -> [usize; 4] {
         [
             self.tools.iter().filter(|e| &*e.backend == backend).count(),
-            self.prompts.iter().filter(|e| &*e.backend == backend).count(),
+            self.prompts
+                .iter()
+                .filter(|e| &*e.backend == backend)
+                .count(),
             self.resources
                 .iter()
                 .filter(|e| &*e.backend == backend)

@@ -113,7 +113,10 @@ mod tests {
         // Public names end up in users' agent configs: the hash must never change.
         assert_eq!(hash_hex(""), "4fd0bfc1");
         assert_eq!(hash_hex("a"), "296230c0");
-        assert_eq!(disambiguated("echo", "b"), format!("echo_{}", hash_hex("b")));
+        assert_eq!(
+            disambiguated("echo", "b"),
+            format!("echo_{}", hash_hex("b"))
+        );
     }
 
     #[test]

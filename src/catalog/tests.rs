@@ -68,7 +68,12 @@ fn filters_by_upstream_name() {
     c.apply(&s);
     c.set_listing(
         "fs",
-        Some(listing(&["read_file", "read_media_file", "list_dir", "write_file"])),
+        Some(listing(&[
+            "read_file",
+            "read_media_file",
+            "list_dir",
+            "write_file",
+        ])),
     );
     assert_eq!(names(&c.snapshot()), ["fs__read_file", "fs__list_dir"]);
 }
@@ -98,10 +103,20 @@ fn collisions_are_resolved_the_same_whatever_the_order() {
     assert!(ab.contains(&("echo".into(), "a".into())));
     let renamed = ab.iter().find(|(_, b)| b == "b").expect("b keeps a tool");
     assert!(renamed.0.starts_with("echo_") && naming::is_valid(&renamed.0));
-    assert_eq!(coll_ab.len(), 3, "tool, prompt and resource collisions: {coll_ab:?}");
-    let tool = coll_ab.iter().find(|c| c.kind == "tool").expect("tool collision");
+    assert_eq!(
+        coll_ab.len(),
+        3,
+        "tool, prompt and resource collisions: {coll_ab:?}"
+    );
+    let tool = coll_ab
+        .iter()
+        .find(|c| c.kind == "tool")
+        .expect("tool collision");
     assert_eq!((tool.winner.as_str(), tool.loser.as_str()), ("a", "b"));
-    let res = coll_ab.iter().find(|c| c.kind == "resource").expect("resource collision");
+    let res = coll_ab
+        .iter()
+        .find(|c| c.kind == "resource")
+        .expect("resource collision");
     assert_eq!(res.renamed, None);
 }
 
@@ -124,10 +139,19 @@ fn resources_route_by_uri_and_template() {
     c.apply(&spec("m", "m"));
     c.set_listing("m", Some(listing(&[])));
     let snap = c.snapshot();
-    assert_eq!(snap.resource_backend("mem://shared").map(|b| &**b), Some("m"));
-    assert_eq!(snap.resource_backend("mem://items/9").map(|b| &**b), Some("m"));
+    assert_eq!(
+        snap.resource_backend("mem://shared").map(|b| &**b),
+        Some("m")
+    );
+    assert_eq!(
+        snap.resource_backend("mem://items/9").map(|b| &**b),
+        Some("m")
+    );
     assert_eq!(snap.resource_backend("other://x"), None);
-    assert_eq!(snap.template_backend("mem://items/{id}").map(|b| &**b), Some("m"));
+    assert_eq!(
+        snap.template_backend("mem://items/{id}").map(|b| &**b),
+        Some("m")
+    );
     assert_eq!(snap.counts("m"), [0, 1, 1, 1]);
 }
 

@@ -63,19 +63,29 @@ fn match_parts(parts: &[Part], s: &str) -> bool {
         return s.is_empty();
     };
     match first {
-        Part::Literal(lit) => s.strip_prefix(lit.as_str()).is_some_and(|t| match_parts(rest, t)),
+        Part::Literal(lit) => s
+            .strip_prefix(lit.as_str())
+            .is_some_and(|t| match_parts(rest, t)),
         Part::Segment => {
             let limit = s.find(['/', '?', '#']).unwrap_or(s.len());
-            (1..=limit).rev().any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..]))
+            (1..=limit)
+                .rev()
+                .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..]))
         }
-        Part::Any => (0..=s.len()).rev().any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..])),
+        Part::Any => (0..=s.len())
+            .rev()
+            .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..])),
         Part::Prefixed(op) => {
             if match_parts(rest, s) {
                 return true;
             }
-            let Some(t) = s.strip_prefix(*op) else { return false };
+            let Some(t) = s.strip_prefix(*op) else {
+                return false;
+            };
             let limit = t.find(['/', '?', '#']).unwrap_or(t.len());
-            (0..=limit).rev().any(|n| t.is_char_boundary(n) && match_parts(rest, &t[n..]))
+            (0..=limit)
+                .rev()
+                .any(|n| t.is_char_boundary(n) && match_parts(rest, &t[n..]))
         }
         Part::Query => {
             (s.is_empty() || s.starts_with('?') || s.starts_with('&')) && match_parts(rest, "")
@@ -94,7 +104,11 @@ mod tests {
             ("fixture://items/{id}", "fixture://items/42", true),
             ("fixture://items/{id}", "fixture://items/", false),
             ("fixture://items/{id}", "fixture://items/4/2", false),
-            ("test://dynamic/resource/{id}", "test://dynamic/resource/7", true),
+            (
+                "test://dynamic/resource/{id}",
+                "test://dynamic/resource/7",
+                true,
+            ),
             ("file:///{+path}", "file:///etc/hosts", true),
             ("repo://{owner}/{name}/readme", "repo://a/b/readme", true),
             ("repo://{owner}/{name}/readme", "repo://a/readme", false),

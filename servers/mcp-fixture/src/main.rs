@@ -1,1 +1,157 @@
-fn main() {}
+//! `mcp-fixture`: a small, predictable MCP server that the gateway uses as its
+//! default backend, in integration tests and in benchmarks.
+//!
+//! It exists so the gateway can be exercised end to end against a server whose
+//! every answer is known in advance: tools (echo, add, a slow tool with
+//! progress and cancellation, a failing tool, sampling and elicitation round
+//! trips), resources with subscriptions, a prompt with argument completion.
+//! This file holds the command line and the two transports (stdio and
+//! streamable HTTP); the MCP behaviour lives in the sibling modules.
+#![forbid(unsafe_code)]
+
+mod prompts;
+mod resources;
+mod server;
+mod tools;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use rmcp::{
+    ServiceExt,
+    transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::Fixture;
+
+/// How the fixture talks to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    /// Newline-delimited JSON-RPC on stdin/stdout.
+    Stdio,
+    /// Streamable HTTP served at `/mcp`.
+    Http,
+}
+
+/// A well-behaved MCP server for tests and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-fixture", version, about)]
+struct Cli {
+    /// Transport to serve.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    transport: Transport,
+    /// Address to bind in http mode.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind in http mode (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Extra `Host` header values accepted in http mode, besides the loopback
+    /// names and the bind host (repeatable).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// The `serverInfo.name` reported to clients.
+    #[arg(long, default_value = "mcp-fixture")]
+    name: String,
+}
+
+fn init_tracing() {
+    // rmcp logs every error response at WARN; keep those quiet unless asked.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rmcp=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let fixture = Fixture::new(cli.name.clone());
+    match cli.transport {
+        Transport::Stdio => serve_stdio(fixture).await,
+        Transport::Http => serve_http(fixture, &cli).await,
+    }
+}
+
+async fn serve_stdio(fixture: Fixture) -> anyhow::Result<()> {
+    let service = fixture
+        .serve(rmcp::transport::stdio_pipes())
+        .await
+        .context("MCP handshake on stdio failed")?;
+    service.waiting().await.context("stdio service failed")?;
+    Ok(())
+}
+
+async fn serve_http(fixture: Fixture, cli: &Cli) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((cli.host.as_str(), cli.port))
+        .await
+        .with_context(|| format!("cannot bind {}:{}", cli.host, cli.port))?;
+    let addr = listener.local_addr().context("no local address")?;
+
+    let shutdown = CancellationToken::new();
+    let config =
+        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+    // rmcp accepts only loopback Host headers by default (DNS-rebinding
+    // protection). Keep that list and add the bind host and any explicit
+    // extras, so binding a non-loopback address still answers.
+    let mut allowed = config.allowed_hosts.clone();
+    for host in std::iter::once(&cli.host).chain(&cli.allow_hosts) {
+        let host = host.trim_matches(['[', ']']);
+        if !allowed.iter().any(|known| known.eq_ignore_ascii_case(host)) {
+            allowed.push(host.to_owned());
+        }
+    }
+    let config = config.with_allowed_hosts(allowed);
+
+    let service: StreamableHttpService<Fixture, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(fixture.for_new_session()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = axum::Router::new().route_service("/mcp", service);
+
+    // Tests parse this exact line; it must be the only thing printed here.
+    eprintln!("mcp-fixture listening on http://{addr}/mcp");
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            wait_for_shutdown_signal().await;
+            // End the long-lived SSE streams so graceful shutdown can finish.
+            shutdown.cancel();
+        })
+        .await
+        .context("http server failed")?;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

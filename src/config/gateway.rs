@@ -1,0 +1,206 @@
+//! The `gateway:` section: settings of the gateway itself rather than of a backend.
+
+use serde_json::Value;
+
+use super::fields::{self, Report, key_path};
+use super::units;
+use crate::spec::GatewaySettings;
+
+/// Keys of the `gateway` section.
+pub(super) const KEYS: &[&str] = &[
+    "separator",
+    "requestTimeout",
+    "startupTimeout",
+    "shutdownGrace",
+    "maxBodyBytes",
+    "allowedHosts",
+    "host",
+    "port",
+];
+
+/// Reads the `gateway` section at `path`; anything not given keeps its default.
+pub(super) fn settings(report: &mut Report, path: &str, value: &Value) -> GatewaySettings {
+    let mut settings = GatewaySettings::default();
+    let Some(entries) = fields::entries(report, path, value, "an object of gateway settings")
+    else {
+        return settings;
+    };
+    for (key, value) in entries {
+        let path = key_path(path, key);
+        let path = path.as_str();
+        match key {
+            "separator" => {
+                if let Some(separator) = fields::non_empty(report, path, value) {
+                    if !fields::is_name_safe(&separator) {
+                        report.warn(
+                            path,
+                            "contains characters outside [A-Za-z0-9_-]; public tool names \
+                             must match ^[A-Za-z0-9_-]{1,64}$ and some clients reject others",
+                        );
+                    }
+                    settings.separator = separator;
+                }
+            }
+            "requestTimeout" => set_duration(report, path, value, &mut settings.request_timeout),
+            "startupTimeout" => set_duration(report, path, value, &mut settings.startup_timeout),
+            "shutdownGrace" => set_duration(report, path, value, &mut settings.shutdown_grace),
+            "maxBodyBytes" => match units::size(value) {
+                Ok(bytes) => settings.max_body_bytes = bytes,
+                Err(message) => report.problem(path, message),
+            },
+            "allowedHosts" => {
+                if let Some(hosts) = fields::string_list(report, path, value, false) {
+                    settings.allowed_hosts = hosts;
+                }
+            }
+            "host" => settings.host = fields::non_empty(report, path, value),
+            "port" => settings.port = port(report, path, value),
+            _ => fields::unknown_key(report, path, key, KEYS),
+        }
+    }
+    settings
+}
+
+fn set_duration(report: &mut Report, path: &str, value: &Value, slot: &mut std::time::Duration) {
+    match units::duration(value) {
+        Ok(duration) => *slot = duration,
+        Err(message) => report.problem(path, message),
+    }
+}
+
+/// A TCP port: an integer 0-65535, also as a string (what `${PORT}` expands to).
+fn port(report: &mut Report, path: &str, value: &Value) -> Option<u16> {
+    let number = match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => text.trim().parse::<u64>().ok(),
+        other => {
+            fields::expected(report, path, "a port number (0-65535)", other);
+            return None;
+        }
+    };
+    let port = number.and_then(|n| u16::try_from(n).ok());
+    if port.is_none() {
+        report.problem(path, "expected a port number (0-65535)");
+    }
+    port
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn read(value: Value) -> (GatewaySettings, Vec<String>, Vec<String>) {
+        let mut report = Report::default();
+        let settings = settings(&mut report, "gateway", &value);
+        let problems = report.problems.iter().map(ToString::to_string).collect();
+        (settings, problems, report.warnings)
+    }
+
+    #[test]
+    fn every_key() {
+        let (settings, problems, warnings) = read(json!({
+            "separator": "-",
+            "requestTimeout": "2m",
+            "startupTimeout": 10,
+            "shutdownGrace": "1500ms",
+            "maxBodyBytes": "1MiB",
+            "allowedHosts": ["example.com", "*.internal"],
+            "host": "0.0.0.0",
+            "port": 8080,
+        }));
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(warnings, Vec::<String>::new());
+        let want = GatewaySettings {
+            separator: "-".into(),
+            request_timeout: Duration::from_secs(120),
+            startup_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            shutdown_grace: Duration::from_millis(1500),
+            allowed_hosts: vec!["example.com".into(), "*.internal".into()],
+            host: Some("0.0.0.0".into()),
+            port: Some(8080),
+        };
+        assert_eq!(settings, want);
+    }
+
+    #[test]
+    fn defaults() {
+        for value in [json!({}), Value::Null] {
+            let (settings, problems, _) = read(value);
+            assert_eq!(settings, GatewaySettings::default());
+            assert!(problems.is_empty());
+        }
+        let (settings, _, _) = read(json!({"port": "0"}));
+        assert_eq!(settings.port, Some(0));
+    }
+
+    #[test]
+    fn problems() {
+        let cases = [
+            (
+                json!({"separater": "_"}),
+                "gateway.separater: unknown key; did you mean \"separator\"?",
+            ),
+            (
+                json!({"separator": ""}),
+                "gateway.separator: must not be empty",
+            ),
+            (
+                json!({"separator": 1}),
+                "gateway.separator: expected a string, found a number",
+            ),
+            (
+                json!({"requestTimeout": 0}),
+                "gateway.requestTimeout: must be greater than zero",
+            ),
+            (
+                json!({"maxBodyBytes": "lots"}),
+                "gateway.maxBodyBytes: expected a number of bytes or a string such as \"512KiB\", \"8MiB\", \"1GiB\" or \"10MB\"",
+            ),
+            (
+                json!({"allowedHosts": "x"}),
+                "gateway.allowedHosts: expected a list of strings, found a string",
+            ),
+            (
+                json!({"allowedHosts": [1]}),
+                "gateway.allowedHosts[0]: expected a string, found a number",
+            ),
+            (json!({"host": ""}), "gateway.host: must not be empty"),
+            (
+                json!({"port": 70000}),
+                "gateway.port: expected a port number (0-65535)",
+            ),
+            (
+                json!({"port": -1}),
+                "gateway.port: expected a port number (0-65535)",
+            ),
+            (
+                json!({"port": "http"}),
+                "gateway.port: expected a port number (0-65535)",
+            ),
+            (
+                json!({"port": [80]}),
+                "gateway.port: expected a port number (0-65535), found a list",
+            ),
+            (
+                json!([]),
+                "gateway: expected an object of gateway settings, found a list",
+            ),
+        ];
+        for (value, want) in cases {
+            let (_, problems, _) = read(value.clone());
+            assert_eq!(problems, [want], "{value}");
+        }
+    }
+
+    #[test]
+    fn odd_separator_warns() {
+        let (settings, problems, warnings) = read(json!({"separator": "."}));
+        assert_eq!(settings.separator, ".");
+        assert!(problems.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("gateway.separator: contains characters outside"));
+    }
+}

@@ -1,0 +1,350 @@
+//! Forwarding a client's request to the backend that owns it.
+//!
+//! The public name (or URI) picks the backend; the request goes up on that backend's shared
+//! session with a gateway-assigned id and, when the client asked for progress, a
+//! gateway-assigned progress token; the response comes back down with the client's id. The
+//! request ends by response, by cancellation (client or disconnect), or by timeout, and in the
+//! last two cases the backend is told with `notifications/cancelled`.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+use crate::jsonrpc;
+use crate::session::{Flight, Session, Sink};
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub(super) async fn call_tool(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+    ) -> Value {
+        let Some(name) = param_str(&msg, "name") else {
+            return invalid_params(&msg, "tools/call needs params.name");
+        };
+        let snap = self.catalog.current();
+        let Some(entry) = snap.tool(name) else {
+            return jsonrpc::error(
+                id_of(&msg),
+                jsonrpc::INVALID_PARAMS,
+                self.unknown("tool", name),
+                Some(json!({"tool": name})),
+            );
+        };
+        let (backend, upstream, public) = (
+            entry.backend.clone(),
+            entry.upstream.clone(),
+            entry.public.clone(),
+        );
+        drop(snap);
+        let msg = with_param(msg, "name", Value::from(upstream));
+        self.forward(session, sink, msg, &backend, &format!("tool '{public}'"))
+            .await
+    }
+
+    pub(super) async fn get_prompt(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+    ) -> Value {
+        let Some(name) = param_str(&msg, "name") else {
+            return invalid_params(&msg, "prompts/get needs params.name");
+        };
+        let snap = self.catalog.current();
+        let Some(entry) = snap.prompt(name) else {
+            return jsonrpc::error(
+                id_of(&msg),
+                jsonrpc::INVALID_PARAMS,
+                self.unknown("prompt", name),
+                Some(json!({"prompt": name})),
+            );
+        };
+        let (backend, upstream, public) = (
+            entry.backend.clone(),
+            entry.upstream.clone(),
+            entry.public.clone(),
+        );
+        drop(snap);
+        let msg = with_param(msg, "name", Value::from(upstream));
+        self.forward(session, sink, msg, &backend, &format!("prompt '{public}'"))
+            .await
+    }
+
+    pub(super) async fn read_resource(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+    ) -> Value {
+        let Some(uri) = param_str(&msg, "uri").map(str::to_owned) else {
+            return invalid_params(&msg, "resources/read needs params.uri");
+        };
+        let Some(backend) = self.catalog.current().resource_backend(&uri).cloned() else {
+            return no_resource(&msg, &uri);
+        };
+        self.forward(session, sink, msg, &backend, &format!("resource '{uri}'"))
+            .await
+    }
+
+    /// `completion/complete`, routed by the prompt or resource template it completes.
+    pub(super) async fn complete(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+    ) -> Value {
+        let reference = jsonrpc::params(&msg).and_then(|p| p.get("ref"));
+        let field = |k: &str| {
+            reference
+                .and_then(|r| r.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let kind = field("type");
+        let snap = self.catalog.current();
+        match kind.as_str() {
+            "ref/prompt" => {
+                let name = field("name");
+                let Some(entry) = snap.prompt(&name) else {
+                    return jsonrpc::error(
+                        id_of(&msg),
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown prompt '{name}'"),
+                        None,
+                    );
+                };
+                let (backend, upstream) = (entry.backend.clone(), entry.upstream.clone());
+                drop(snap);
+                let mut msg = msg;
+                if let Some(r) = jsonrpc::params_mut(&mut msg)
+                    .and_then(|p| p.get_mut("ref"))
+                    .and_then(Value::as_object_mut)
+                {
+                    r.insert("name".into(), Value::from(upstream));
+                }
+                self.forward(
+                    session,
+                    sink,
+                    msg,
+                    &backend,
+                    &format!("completion of prompt '{name}'"),
+                )
+                .await
+            }
+            "ref/resource" => {
+                let uri = field("uri");
+                let Some(backend) = snap
+                    .template_backend(&uri)
+                    .or_else(|| snap.resource_backend(&uri))
+                    .cloned()
+                else {
+                    return no_resource(&msg, &uri);
+                };
+                drop(snap);
+                self.forward(
+                    session,
+                    sink,
+                    msg,
+                    &backend,
+                    &format!("completion of resource '{uri}'"),
+                )
+                .await
+            }
+            _ => invalid_params(
+                &msg,
+                "completion/complete needs params.ref of type ref/prompt or ref/resource",
+            ),
+        }
+    }
+
+    /// "unknown tool 'x'", naming the backend when the name carries the prefix of one that is
+    /// not up (its tools are unlisted while it is down).
+    fn unknown(&self, kind: &str, name: &str) -> String {
+        let sep = &self.settings.separator;
+        let owner = self.upstreams.all().into_iter().find(|b| {
+            !b.spec.prefix.is_empty()
+                && name.len() > b.spec.prefix.len() + sep.len()
+                && name.starts_with(b.spec.prefix.as_str())
+                && name[b.spec.prefix.len()..].starts_with(sep.as_str())
+                && b.connection().is_none()
+        });
+        match owner {
+            Some(b) => format!("unknown {kind} '{name}': {}", b.unavailable_reason()),
+            None => format!("unknown {kind} '{name}'"),
+        }
+    }
+
+    /// Send `msg` to `backend` and wait for its response, restoring the client's id.
+    /// `what` names the target in error messages ("tool 'github__search'").
+    pub(super) async fn forward(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        sink: &Sink,
+        mut msg: Value,
+        backend_name: &Arc<str>,
+        what: &str,
+    ) -> Value {
+        let down_id = id_of(&msg);
+        let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
+        let Some(backend) = self.upstreams.get(backend_name) else {
+            return jsonrpc::error(
+                down_id,
+                jsonrpc::BACKEND_UNAVAILABLE,
+                format!("{what}: backend '{backend_name}' is gone"),
+                None,
+            );
+        };
+        let Some(conn) = backend.connection() else {
+            return jsonrpc::error(
+                down_id,
+                jsonrpc::BACKEND_UNAVAILABLE,
+                format!("{what} is unavailable: {}", backend.unavailable_reason()),
+                Some(json!({"backend": &**backend_name})),
+            );
+        };
+        let up_id = conn.next_id();
+        if let Some(obj) = msg.as_object_mut() {
+            obj.insert("id".into(), Value::from(up_id));
+        }
+        let progress_token = swap_progress_token(&mut msg, up_id);
+        let flight = Arc::new(Flight {
+            session: session.clone(),
+            downstream_id: down_id.clone(),
+            sink: sink.clone(),
+            backend: backend_name.clone(),
+            upstream_id: up_id,
+            progress_token,
+            cancel: CancellationToken::new(),
+            progress: Notify::new(),
+        });
+        let _tracked = self.routes.track(flight.clone());
+        let timeout = backend
+            .spec
+            .timeout
+            .unwrap_or(self.settings.request_timeout);
+        let call = conn.call(up_id, msg);
+        tokio::pin!(call);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut call => break Ok(r),
+                _ = flight.cancel.cancelled() => break Err("cancelled by the client"),
+                _ = flight.progress.notified() => continue,
+                _ = tokio::time::sleep(timeout) => break Err("timed out"),
+            }
+        };
+        match outcome {
+            Ok(Ok(mut resp)) => {
+                if let Some(obj) = resp.as_object_mut() {
+                    obj.insert("id".into(), down_id);
+                }
+                resp
+            }
+            Ok(Err(e)) => jsonrpc::error(
+                down_id,
+                jsonrpc::BACKEND_UNAVAILABLE,
+                format!("backend '{backend_name}' failed during {method} of {what}: {e}"),
+                Some(json!({"backend": &**backend_name})),
+            ),
+            Err(reason) => {
+                let cancel = jsonrpc::notification(
+                    "notifications/cancelled",
+                    Some(json!({"requestId": up_id, "reason": reason})),
+                );
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let _ = conn.send(cancel).await;
+                });
+                let secs = timeout.as_secs_f64();
+                jsonrpc::error(
+                    down_id,
+                    jsonrpc::REQUEST_TIMEOUT,
+                    if reason == "timed out" {
+                        format!("{what} on backend '{backend_name}' timed out after {secs} s")
+                    } else {
+                        format!("{what} on backend '{backend_name}' was cancelled")
+                    },
+                    None,
+                )
+            }
+        }
+    }
+}
+
+/// Replace the client's progress token with the upstream request id (unique on that backend,
+/// so progress finds its way back), returning the client's token.
+fn swap_progress_token(msg: &mut Value, up_id: u64) -> Option<Value> {
+    let meta = jsonrpc::params_mut(msg)?
+        .get_mut("_meta")?
+        .as_object_mut()?;
+    let token = meta.get_mut("progressToken")?;
+    Some(std::mem::replace(token, Value::from(up_id)))
+}
+
+fn id_of(msg: &Value) -> Value {
+    msg.get("id").cloned().unwrap_or(Value::Null)
+}
+
+fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
+    jsonrpc::params(msg)?.get(key)?.as_str()
+}
+
+fn with_param(mut msg: Value, key: &str, value: Value) -> Value {
+    if let Some(p) = jsonrpc::params_mut(&mut msg) {
+        p.insert(key.into(), value);
+    }
+    msg
+}
+
+fn invalid_params(msg: &Value, why: &str) -> Value {
+    jsonrpc::error(id_of(msg), jsonrpc::INVALID_PARAMS, why, None)
+}
+
+fn no_resource(msg: &Value, uri: &str) -> Value {
+    jsonrpc::error(
+        id_of(msg),
+        jsonrpc::RESOURCE_NOT_FOUND,
+        format!("no backend serves resource '{uri}'"),
+        Some(json!({"uri": uri})),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_tokens_are_swapped_and_restorable() {
+        let mut msg = json!({"jsonrpc":"2.0","id":"c-1","method":"tools/call",
+            "params":{"name":"x","_meta":{"progressToken":"client-token","other":1}}});
+        assert_eq!(
+            swap_progress_token(&mut msg, 42),
+            Some(json!("client-token"))
+        );
+        assert_eq!(msg["params"]["_meta"]["progressToken"], 42);
+        assert_eq!(
+            msg["params"]["_meta"]["other"], 1,
+            "the rest of _meta passes"
+        );
+        let mut plain = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}});
+        assert_eq!(swap_progress_token(&mut plain, 1), None);
+    }
+
+    #[test]
+    fn with_param_keeps_unknown_fields() {
+        let msg = json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+            "params":{"name":"pub__x","arguments":{"a":1},"_meta":{"k":"v"},"future":true}});
+        let out = with_param(msg, "name", json!("x"));
+        assert_eq!(
+            out["params"],
+            json!({"name":"x","arguments":{"a":1},"_meta":{"k":"v"},"future":true})
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! What backends say on their own: progress, log messages, resource updates, and requests to
+//! the client (sampling, elicitation, roots), each delivered to the session it concerns.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Gateway;
+use super::local::level_rank;
+use crate::catalog::Listing;
+use crate::jsonrpc::{self, Kind};
+use crate::session::{Flight, Session, Sink};
+use crate::upstream::{Connection, Events};
+
+// === impl Events for Gateway ===
+
+impl Events for Gateway {
+    fn on_message(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>) {
+        match jsonrpc::classify(&msg) {
+            Ok(Kind::Request) => self.server_request(conn, msg, related),
+            Ok(Kind::Notification) => self.server_notification(conn, msg, related),
+            _ => {}
+        }
+    }
+
+    fn on_listing(&self, backend: &str, listing: Option<Arc<Listing>>) {
+        self.catalog.set_listing(backend, listing);
+    }
+}
+
+impl Gateway {
+    fn related_flight(&self, conn: &Connection, related: Option<&Value>) -> Option<Arc<Flight>> {
+        related
+            .and_then(Value::as_u64)
+            .and_then(|id| self.routes.flight(&conn.backend, id))
+            .or_else(|| self.routes.latest_flight(&conn.backend))
+    }
+
+    fn server_notification(&self, conn: &Arc<Connection>, mut msg: Value, related: Option<Value>) {
+        let method = jsonrpc::method(&msg).unwrap_or_default();
+        match method {
+            "notifications/progress" => {
+                let token = jsonrpc::params(&msg).and_then(|p| p.get("progressToken"));
+                let up_id = token.and_then(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok()));
+                let Some(flight) = up_id.and_then(|id| self.routes.flight(&conn.backend, id))
+                else {
+                    tracing::debug!(backend = %conn.backend, "progress for no request in flight");
+                    return;
+                };
+                let Some(client_token) = flight.progress_token.clone() else {
+                    return;
+                };
+                if let Some(p) = jsonrpc::params_mut(&mut msg) {
+                    p.insert("progressToken".into(), client_token);
+                }
+                flight.progress.notify_one();
+                if flight.sink.try_send(msg).is_err() {
+                    tracing::debug!(session = %flight.session.id, "progress dropped: client stream is gone or full");
+                }
+            }
+            "notifications/message" => {
+                let rank = jsonrpc::params(&msg)
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str)
+                    .map(level_rank)
+                    .unwrap_or(0);
+                for s in self.sessions.all() {
+                    if s.state().log_level.is_none_or(|min| rank >= min) {
+                        s.push(msg.clone());
+                    }
+                }
+            }
+            "notifications/resources/updated" => {
+                let Some(uri) = jsonrpc::params(&msg)
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                else {
+                    return;
+                };
+                let key = (conn.backend.clone(), uri.to_owned());
+                for s in self.sessions.all() {
+                    if s.state().subscriptions.contains(&key) {
+                        s.push(msg.clone());
+                    }
+                }
+            }
+            // Anything else (including methods newer than the gateway) goes to the session it
+            // concerns when that is known, otherwise to every session.
+            _ => match self.related_flight(conn, related.as_ref()) {
+                Some(f) if related.is_some() => {
+                    let _ = f.sink.try_send(msg);
+                }
+                _ => {
+                    for s in self.sessions.all() {
+                        s.push(msg.clone());
+                    }
+                }
+            },
+        }
+    }
+
+    /// A request from a backend to "the client": ask the client whose request is in flight on
+    /// that backend, and send its answer back up with the backend's own id.
+    fn server_request(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>) {
+        let up_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
+        let target = self
+            .related_flight(conn, related.as_ref())
+            .map(|f| (f.session.clone(), f.sink.clone()))
+            .or_else(|| self.any_session_with(capability_for(&method)));
+        let conn = conn.clone();
+        let timeout = self.settings.request_timeout;
+        tokio::spawn(async move {
+            let answer = match target {
+                None => jsonrpc::error(
+                    up_id,
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!("no connected client can answer {method} right now"),
+                    None,
+                ),
+                Some((session, sink)) => {
+                    ask_client(&session, &sink, msg, up_id, &method, timeout).await
+                }
+            };
+            if let Err(e) = conn.send(answer).await {
+                tracing::debug!(backend = %conn.backend, error = %e, "could not answer backend request");
+            }
+        });
+    }
+
+    fn any_session_with(&self, capability: Option<&str>) -> Option<(Arc<Session>, Sink)> {
+        let capability = capability?;
+        self.sessions
+            .all()
+            .into_iter()
+            .find(|s| s.has_capability(capability))
+            .map(|s| {
+                let sink = s.outbound().clone();
+                (s, sink)
+            })
+    }
+}
+
+fn capability_for(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// Relay one server→client request to `session` and return the answer for the backend.
+async fn ask_client(
+    session: &Session,
+    sink: &Sink,
+    mut msg: Value,
+    up_id: Value,
+    method: &str,
+    timeout: std::time::Duration,
+) -> Value {
+    if let Some(cap) = capability_for(method)
+        && !session.has_capability(cap)
+    {
+        return jsonrpc::error(
+            up_id,
+            jsonrpc::METHOD_NOT_FOUND,
+            format!(
+                "the client does not support {method} (it did not declare the '{cap}' capability)"
+            ),
+            None,
+        );
+    }
+    let (client_id, answer) = session.expect_answer();
+    if let Some(obj) = msg.as_object_mut() {
+        obj.insert("id".into(), Value::from(client_id));
+    }
+    if sink.send(msg).await.is_err() {
+        session.forget_answer(client_id);
+        return jsonrpc::error(
+            up_id,
+            jsonrpc::INTERNAL_ERROR,
+            "the client disconnected",
+            None,
+        );
+    }
+    let outcome = tokio::select! {
+        a = answer => a.ok(),
+        _ = session.closed.cancelled() => None,
+        _ = tokio::time::sleep(timeout) => None,
+    };
+    session.forget_answer(client_id);
+    match outcome {
+        Some(mut resp) => {
+            if let Some(obj) = resp.as_object_mut() {
+                obj.insert("id".into(), up_id);
+            }
+            resp
+        }
+        None => jsonrpc::error(
+            up_id,
+            jsonrpc::REQUEST_TIMEOUT,
+            format!("the client did not answer {method}"),
+            Some(json!({"timeoutSeconds": timeout.as_secs()})),
+        ),
+    }
+}

@@ -1,0 +1,272 @@
+//! What the gateway answers itself: the handshake, the aggregated lists, log levels, resource
+//! subscriptions, and telling every session when the catalog changes.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::Gateway;
+use crate::catalog::Snapshot;
+use crate::jsonrpc;
+use crate::session::Session;
+use crate::upstream::handshake::{LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
+
+pub const SERVER_NAME: &str = "mcp-gateway";
+
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Severity rank of an MCP log level (unknown levels rank lowest).
+pub fn level_rank(level: &str) -> u8 {
+    LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .map_or(0, |i| i as u8)
+}
+
+/// The version to answer a client that asked for `requested`: its own when supported,
+/// otherwise the newest the gateway speaks (the client then decides whether to go on).
+pub fn negotiate(requested: Option<&str>) -> &'static str {
+    requested
+        .and_then(|r| PROTOCOL_VERSIONS.iter().find(|v| **v == r).copied())
+        .unwrap_or(LATEST_PROTOCOL_VERSION)
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub(super) fn initialize(&self, session: &Session, id: Value, msg: &Value) -> Value {
+        let params = jsonrpc::params(msg);
+        let requested = params
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str);
+        let version = negotiate(requested);
+        {
+            let mut st = session.state();
+            st.protocol_version = version.to_owned();
+            st.capabilities = params
+                .and_then(|p| p.get("capabilities"))
+                .cloned()
+                .unwrap_or(json!({}));
+            st.client_info = params
+                .and_then(|p| p.get("clientInfo"))
+                .cloned()
+                .unwrap_or(json!({}));
+        }
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"subscribe": true, "listChanged": true},
+                "logging": {},
+                "completions": {},
+            },
+            "serverInfo": {"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if let Some(text) = self.instructions() {
+            result["instructions"] = Value::from(text);
+        }
+        tracing::debug!(session = %session.id, frontend = session.frontend.as_str(), version, "client initialized");
+        jsonrpc::result(id, result)
+    }
+
+    /// The backends' own instructions, each under its backend's name.
+    fn instructions(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .upstreams
+            .all()
+            .iter()
+            .filter_map(|b| {
+                let conn = b.connection()?;
+                let text = conn.init()?.instructions.as_deref()?.trim().to_owned();
+                (!text.is_empty())
+                    .then(|| format!("## {} (tools prefixed '{}')\n{text}", b.name, b.spec.prefix))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    pub(super) fn list(&self, id: Value, field: &str) -> Value {
+        let snap = self.catalog.current();
+        let items: Vec<Value> = match field {
+            "tools" => snap.tools.iter().map(|e| e.def.clone()).collect(),
+            "prompts" => snap.prompts.iter().map(|e| e.def.clone()).collect(),
+            "resources" => snap.resources.iter().map(|e| e.def.clone()).collect(),
+            _ => snap.templates.iter().map(|e| e.def.clone()).collect(),
+        };
+        let mut result = Map::with_capacity(1);
+        result.insert(field.to_owned(), Value::Array(items));
+        jsonrpc::result(id, Value::Object(result))
+    }
+
+    pub(super) async fn set_level(&self, session: &Session, id: Value, msg: &Value) -> Value {
+        let Some(level) = jsonrpc::params(msg)
+            .and_then(|p| p.get("level"))
+            .and_then(Value::as_str)
+        else {
+            return jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "logging/setLevel needs params.level",
+                None,
+            );
+        };
+        if !LEVELS.contains(&level) {
+            return jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                format!("unknown log level '{level}'"),
+                None,
+            );
+        }
+        session.state().log_level = Some(level_rank(level));
+        // Backends share one session, so they log at the most verbose level any client wants;
+        // each client is then sent only what its own level lets through.
+        let min = self
+            .sessions
+            .all()
+            .iter()
+            .filter_map(|s| s.state().log_level)
+            .min()
+            .unwrap_or(level_rank(level));
+        let upstream_level = LEVELS[usize::from(min)];
+        for b in self.upstreams.all() {
+            if let Some(conn) = b.connection().filter(|c| c.has_capability("logging")) {
+                let req = conn.request("logging/setLevel", Some(json!({"level": upstream_level})));
+                if let Err(e) = req.await {
+                    tracing::debug!(backend = %b.name, error = %e, "logging/setLevel failed");
+                }
+            }
+        }
+        jsonrpc::result(id, json!({}))
+    }
+
+    pub(super) async fn subscribe(&self, session: &Session, msg: Value, on: bool) -> Value {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = if on {
+            "resources/subscribe"
+        } else {
+            "resources/unsubscribe"
+        };
+        let Some(uri) = jsonrpc::params(&msg)
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str)
+        else {
+            return jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                format!("{method} needs params.uri"),
+                None,
+            );
+        };
+        let Some(backend) = self.catalog.current().resource_backend(uri).cloned() else {
+            return jsonrpc::error(
+                id,
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("no backend serves resource '{uri}'"),
+                None,
+            );
+        };
+        let key = (backend.clone(), uri.to_owned());
+        if !on {
+            if session.state().subscriptions.remove(&key) {
+                self.release_subscription(&backend, uri).await;
+            }
+            return jsonrpc::result(id, json!({}));
+        }
+        if !session.state().subscriptions.insert(key.clone()) {
+            return jsonrpc::result(id, json!({}));
+        }
+        if self.routes.subscribe(&backend, uri) {
+            let conn = self.upstreams.get(&backend).and_then(|b| b.connection());
+            let outcome = match conn {
+                Some(c) => c
+                    .request(method, Some(json!({"uri": uri})))
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("the backend is down".to_owned()),
+            };
+            if let Err(e) = outcome {
+                session.state().subscriptions.remove(&key);
+                self.routes.unsubscribe(&backend, uri);
+                return jsonrpc::error(
+                    id,
+                    jsonrpc::BACKEND_UNAVAILABLE,
+                    format!("backend '{backend}' refused to subscribe to '{uri}': {e}"),
+                    None,
+                );
+            }
+        }
+        jsonrpc::result(id, json!({}))
+    }
+
+    pub(super) async fn release_subscription(&self, backend: &Arc<str>, uri: &str) {
+        if !self.routes.unsubscribe(backend, uri) {
+            return;
+        }
+        if let Some(conn) = self.upstreams.get(backend).and_then(|b| b.connection()) {
+            let _ = conn
+                .request("resources/unsubscribe", Some(json!({"uri": uri})))
+                .await;
+        }
+    }
+
+    /// Send a client notification (e.g. roots/list_changed) to every live backend.
+    pub(super) async fn broadcast_upstream(&self, msg: Value) {
+        for b in self.upstreams.all() {
+            if let Some(conn) = b.connection() {
+                let _ = conn.send(msg.clone()).await;
+            }
+        }
+    }
+}
+
+/// Which lists differ between two snapshots.
+pub fn changed_lists(old: &Snapshot, new: &Snapshot) -> [bool; 3] {
+    let defs = |e: &[crate::catalog::Entry]| e.iter().map(|x| &x.def).cloned().collect::<Vec<_>>();
+    let tools = defs(&old.tools) != defs(&new.tools);
+    let prompts = defs(&old.prompts) != defs(&new.prompts);
+    let resources = old.resources != new.resources || old.templates != new.templates;
+    [tools, prompts, resources]
+}
+
+/// Watch the catalog and tell every initialized session which lists changed.
+pub async fn announce_changes(gateway: Arc<Gateway>) {
+    let mut rx = gateway.catalog.subscribe();
+    let mut seen = rx.borrow_and_update().clone();
+    let shutdown = gateway.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let now = rx.borrow_and_update().clone();
+        let [tools, prompts, resources] = changed_lists(&seen, &now);
+        seen = now;
+        let methods = [
+            (tools, "notifications/tools/list_changed"),
+            (prompts, "notifications/prompts/list_changed"),
+            (resources, "notifications/resources/list_changed"),
+        ];
+        for (changed, method) in methods {
+            if !changed {
+                continue;
+            }
+            tracing::debug!(method, "catalog changed");
+            for s in gateway.sessions.all() {
+                if s.state().initialized {
+                    s.push(jsonrpc::notification(method, None));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The relay: what the gateway does with each message a client sends.
+//!
+//! Every frontend (streamable HTTP, legacy SSE, stdio) hands each incoming JSON-RPC message to
+//! [`Gateway::handle`] together with the session and the sink where messages related to that
+//! request belong. Lists and the handshake are answered from the catalog; calls are forwarded
+//! to the owning backend over its shared session (`forward`); what backends send back on their
+//! own is routed by `inbound`.
+
+mod forward;
+mod inbound;
+mod local;
+mod routes;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, CatalogHandle};
+use crate::jsonrpc::{self, Kind};
+use crate::session::{Session, Sessions, Sink};
+use crate::spec::{BackendSpec, GatewaySettings};
+use crate::upstream::{Events, Upstreams};
+pub use local::SERVER_NAME;
+use routes::Routes;
+
+/// The shared state behind every frontend.
+pub struct Gateway {
+    pub settings: Arc<GatewaySettings>,
+    pub catalog: CatalogHandle,
+    pub upstreams: Upstreams,
+    pub sessions: Sessions,
+    routes: Routes,
+    /// Cancelled once, when the gateway starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    pub fn new(settings: GatewaySettings) -> Arc<Self> {
+        let settings = Arc::new(settings);
+        let gateway = Arc::new_cyclic(|weak: &std::sync::Weak<Gateway>| {
+            let events: std::sync::Weak<dyn Events> = weak.clone();
+            Gateway {
+                catalog: CatalogHandle::new(Catalog::new(settings.separator.clone())),
+                upstreams: Upstreams::new(settings.clone(), events),
+                sessions: Sessions::default(),
+                routes: Routes::default(),
+                settings,
+                shutdown: CancellationToken::new(),
+            }
+        });
+        tokio::spawn(local::announce_changes(gateway.clone()));
+        gateway
+    }
+
+    /// Add or replace a backend: its names enter the catalog as soon as it lists them.
+    pub fn apply(&self, spec: BackendSpec) {
+        self.catalog.apply(&spec);
+        self.upstreams.apply(spec);
+    }
+
+    /// Remove a backend: its names leave the catalog and its session is closed.
+    pub async fn remove(&self, name: &str) -> bool {
+        self.catalog.remove(name);
+        self.upstreams.remove(name).await
+    }
+
+    /// Make the live set of backends equal to `specs` (a config load or reload).
+    pub async fn reconcile(&self, specs: Vec<BackendSpec>) {
+        let wanted: std::collections::HashSet<String> =
+            specs.iter().map(|s| s.name.clone()).collect();
+        for b in self.upstreams.all() {
+            if !wanted.contains(&*b.name) {
+                self.remove(&b.name).await;
+            }
+        }
+        for spec in specs {
+            self.apply(spec);
+        }
+    }
+
+    /// Wait until no backend is still starting.
+    pub async fn settled(&self) {
+        for b in self.upstreams.all() {
+            b.settled().await;
+        }
+    }
+
+    /// Serve one message from a client. Returns the response for a request; `None` for
+    /// notifications, responses, and requests the client cancelled.
+    pub async fn handle(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+    ) -> Option<Value> {
+        session.touch();
+        let kind = match jsonrpc::classify(&msg) {
+            Ok(k) => k,
+            Err(why) => return Some(jsonrpc::invalid_request(&msg, &why)),
+        };
+        match kind {
+            Kind::Request => Some(self.request(session, msg, sink).await),
+            Kind::Notification => {
+                self.notification(session, &msg).await;
+                None
+            }
+            Kind::Response => {
+                if !session.answer(msg) {
+                    tracing::debug!(session = %session.id, "response to no pending request");
+                }
+                None
+            }
+        }
+    }
+
+    async fn request(self: &Arc<Self>, session: &Arc<Session>, msg: Value, sink: &Sink) -> Value {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = jsonrpc::method(&msg).unwrap_or_default();
+        match method {
+            "initialize" => self.initialize(session, id, &msg),
+            "ping" => jsonrpc::result(id, serde_json::json!({})),
+            "server/discover" => jsonrpc::error(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                "server/discover is not supported by this gateway; use initialize",
+                None,
+            ),
+            "tools/list" => self.list(id, "tools"),
+            "prompts/list" => self.list(id, "prompts"),
+            "resources/list" => self.list(id, "resources"),
+            "resources/templates/list" => self.list(id, "resourceTemplates"),
+            "tools/call" => self.call_tool(session, msg, sink).await,
+            "prompts/get" => self.get_prompt(session, msg, sink).await,
+            "resources/read" => self.read_resource(session, msg, sink).await,
+            "completion/complete" => self.complete(session, msg, sink).await,
+            "resources/subscribe" => self.subscribe(session, msg, true).await,
+            "resources/unsubscribe" => self.subscribe(session, msg, false).await,
+            "logging/setLevel" => self.set_level(session, id, &msg).await,
+            other => jsonrpc::error(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method not found: {other}"),
+                None,
+            ),
+        }
+    }
+
+    async fn notification(self: &Arc<Self>, session: &Arc<Session>, msg: &Value) {
+        match jsonrpc::method(msg).unwrap_or_default() {
+            "notifications/initialized" => session.state().initialized = true,
+            "notifications/cancelled" => {
+                let id = jsonrpc::params(msg).and_then(|p| p.get("requestId"));
+                if let Some(id) = id
+                    && !session.cancel_flight(id)
+                {
+                    tracing::debug!(session = %session.id, "cancellation for no request in flight");
+                }
+            }
+            "notifications/roots/list_changed" => self.broadcast_upstream(msg.clone()).await,
+            other => {
+                tracing::debug!(session = %session.id, method = other, "ignoring notification")
+            }
+        }
+    }
+
+    /// Register a session with the gateway (frontends call this when a client connects).
+    pub fn open(&self, session: Arc<Session>) {
+        self.sessions.insert(session);
+    }
+
+    /// A client went away: cancel its requests in flight and release its subscriptions.
+    pub async fn close(self: &Arc<Self>, session: &Session) {
+        self.sessions.remove(&session.id);
+        let subs = session.close();
+        for (backend, uri) in subs {
+            self.release_subscription(&backend, &uri).await;
+        }
+    }
+
+    /// Close every session and stop every backend.
+    pub async fn stop(self: &Arc<Self>) {
+        self.shutdown.cancel();
+        for s in self.sessions.all() {
+            self.close(&s).await;
+        }
+        self.upstreams.shutdown().await;
+    }
+}

@@ -1,0 +1,241 @@
+//! Downstream sessions: one per connected client, whatever frontend it came through.
+//!
+//! A session owns what is per client: its negotiated protocol version and capabilities, its
+//! requests in flight (so a `notifications/cancelled` or a disconnect reaches the right
+//! upstream request), the gateway's own requests to it awaiting answers (sampling,
+//! elicitation, roots), its log level and its resource subscriptions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::jsonrpc::IdKey;
+
+/// Messages queued to a client beyond this are dropped (with a warning) rather than letting
+/// a stalled client grow the gateway's memory.
+pub const OUTBOUND_CAPACITY: usize = 1024;
+
+/// Where messages for a client go: the session's own stream, or one request's response stream.
+pub type Sink = mpsc::Sender<Value>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Frontend {
+    StreamableHttp,
+    Sse,
+    Stdio,
+}
+
+impl Frontend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StreamableHttp => "streamable-http",
+            Self::Sse => "sse",
+            Self::Stdio => "stdio",
+        }
+    }
+}
+
+/// What the client told us in `initialize` (and later `logging/setLevel`).
+#[derive(Debug, Default)]
+pub struct ClientState {
+    pub initialized: bool,
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub client_info: Value,
+    /// Minimum severity of `notifications/message` the client wants; `None` = all.
+    pub log_level: Option<u8>,
+    pub subscriptions: HashSet<(Arc<str>, String)>,
+}
+
+/// A downstream request being served by a backend.
+pub struct Flight {
+    pub session: Arc<Session>,
+    pub downstream_id: Value,
+    /// Where progress and server→client requests for this request go.
+    pub sink: Sink,
+    pub backend: Arc<str>,
+    pub upstream_id: u64,
+    /// The client's own progress token, restored on the way down.
+    pub progress_token: Option<Value>,
+    pub cancel: CancellationToken,
+    /// Ticks on progress, which resets the request timeout.
+    pub progress: Notify,
+}
+
+pub struct Session {
+    pub id: Arc<str>,
+    pub frontend: Frontend,
+    outbound: Sink,
+    /// For streamable HTTP: the receiving end, taken by the GET stream while one is open.
+    outbound_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    state: Mutex<ClientState>,
+    flights: Mutex<HashMap<IdKey, Arc<Flight>>>,
+    client_requests: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    next_client_id: AtomicU64,
+    pub closed: CancellationToken,
+    last_seen: Mutex<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl Session ===
+
+impl Session {
+    /// A session and the receiving end of its outbound stream.
+    pub fn new(frontend: Frontend) -> (Arc<Self>, mpsc::Receiver<Value>) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let session = Arc::new(Self {
+            id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            frontend,
+            outbound: tx,
+            outbound_rx: Mutex::new(None),
+            state: Mutex::new(ClientState::default()),
+            flights: Mutex::new(HashMap::new()),
+            client_requests: Mutex::new(HashMap::new()),
+            next_client_id: AtomicU64::new(1),
+            closed: CancellationToken::new(),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        (session, rx)
+    }
+
+    /// A session whose outbound stream is parked until a GET stream takes it.
+    pub fn new_parked(frontend: Frontend) -> Arc<Self> {
+        let (session, rx) = Self::new(frontend);
+        *lock(&session.outbound_rx) = Some(rx);
+        session
+    }
+
+    pub fn outbound(&self) -> &Sink {
+        &self.outbound
+    }
+
+    /// Queue a message on the session's own stream; dropped if the client is not reading.
+    pub fn push(&self, msg: Value) {
+        if self.outbound.try_send(msg).is_err() && !self.closed.is_cancelled() {
+            tracing::warn!(session = %self.id, "client is not reading; dropped a message");
+        }
+    }
+
+    pub fn take_outbound(&self) -> Option<mpsc::Receiver<Value>> {
+        lock(&self.outbound_rx).take()
+    }
+
+    pub fn return_outbound(&self, rx: mpsc::Receiver<Value>) {
+        *lock(&self.outbound_rx) = Some(rx);
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ClientState> {
+        lock(&self.state)
+    }
+
+    /// Whether the client declared `capability` (e.g. "sampling") in `initialize`.
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.state()
+            .capabilities
+            .get(capability)
+            .is_some_and(|c| !c.is_null())
+    }
+
+    pub fn add_flight(&self, flight: Arc<Flight>) {
+        lock(&self.flights).insert(IdKey::of(&flight.downstream_id), flight);
+    }
+
+    pub fn remove_flight(&self, id: &Value) {
+        lock(&self.flights).remove(&IdKey::of(id));
+    }
+
+    /// Cancel the request the client knows as `id`; false when none is in flight.
+    pub fn cancel_flight(&self, id: &Value) -> bool {
+        match lock(&self.flights).get(&IdKey::of(id)) {
+            Some(f) => {
+                f.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Register a gateway→client request; its answer arrives through [`Self::answer`].
+    pub fn expect_answer(&self) -> (u64, oneshot::Receiver<Value>) {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.client_requests).insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn forget_answer(&self, id: u64) {
+        lock(&self.client_requests).remove(&id);
+    }
+
+    /// Deliver a client's response to a gateway request; false if nobody waits for it.
+    pub fn answer(&self, msg: Value) -> bool {
+        let Some(id) = msg.get("id").and_then(Value::as_u64) else {
+            return false;
+        };
+        match lock(&self.client_requests).remove(&id) {
+            Some(tx) => tx.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn touch(&self) {
+        *lock(&self.last_seen) = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> std::time::Duration {
+        lock(&self.last_seen).elapsed()
+    }
+
+    /// End the session: cancel everything in flight and wake everything waiting on it.
+    /// Returns the subscriptions it held, for the caller to release.
+    pub fn close(&self) -> HashSet<(Arc<str>, String)> {
+        self.closed.cancel();
+        for f in lock(&self.flights).values() {
+            f.cancel.cancel();
+        }
+        lock(&self.client_requests).clear();
+        std::mem::take(&mut self.state().subscriptions)
+    }
+}
+
+/// Every open session by id.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    pub fn insert(&self, s: Arc<Session>) {
+        lock(&self.map).insert(s.id.clone(), s);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.map).get(id).cloned()
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.map).remove(id)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.map).values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,247 @@
+//! One live MCP session with a backend, shared by every downstream session.
+//!
+//! The gateway numbers its upstream requests itself (`next_id`), so ids from many downstream
+//! sessions never clash on the shared session; responses find their caller through the
+//! pending table. Everything else the backend says is handed to [`Events`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::transport::{Inbound, Transport, TransportError};
+use crate::jsonrpc::{self, Kind};
+
+/// What the backend announced in its `initialize` result.
+#[derive(Clone, Debug, Default)]
+pub struct ServerInit {
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+}
+
+/// Receives what a backend says that is not a response to the gateway: notifications and
+/// server→client requests. Called in arrival order from the connection's reader, so
+/// implementations must not block (hand work to channels or tasks).
+pub trait Events: Send + Sync + 'static {
+    fn on_message(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>);
+    /// What a backend lists changed: set on connect and re-list, cleared (`None`) when it
+    /// goes down or is stopped.
+    fn on_listing(&self, backend: &str, listing: Option<Arc<crate::catalog::Listing>>);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("the connection closed: {0}")]
+    Closed(String),
+    #[error("backend answered error {code}: {message}")]
+    Rpc { code: i64, message: String },
+}
+
+pub struct Connection {
+    pub backend: Arc<str>,
+    transport: Transport,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    next_id: AtomicU64,
+    init: OnceLock<ServerInit>,
+    closed: CancellationToken,
+    close_reason: OnceLock<String>,
+}
+
+/// Removes a pending entry when its call ends in any way (answered, timed out, cancelled).
+struct PendingGuard<'a> {
+    conn: &'a Connection,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.conn.pending().remove(&self.id);
+    }
+}
+
+// === impl Connection ===
+
+impl Connection {
+    /// Wrap a started transport and spawn the reader that dispatches what arrives.
+    pub fn start(
+        backend: Arc<str>,
+        transport: Transport,
+        mut inbound: mpsc::Receiver<Inbound>,
+        events: Arc<dyn Events>,
+        on_list_changed: impl Fn(&Arc<Connection>) + Send + 'static,
+    ) -> Arc<Self> {
+        let conn = Arc::new(Self {
+            backend,
+            transport,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            init: OnceLock::new(),
+            closed: CancellationToken::new(),
+            close_reason: OnceLock::new(),
+        });
+        let reader = conn.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match inbound.recv().await {
+                    Some(Inbound::Message { msg, related }) => {
+                        reader.dispatch(msg, related, &*events, &on_list_changed)
+                    }
+                    Some(Inbound::Closed(reason)) => break reason,
+                    None => break "transport ended".to_owned(),
+                }
+            };
+            reader.mark_closed(reason);
+        });
+        conn
+    }
+
+    fn dispatch(
+        self: &Arc<Self>,
+        msg: Value,
+        related: Option<Value>,
+        events: &dyn Events,
+        on_list_changed: &impl Fn(&Arc<Connection>),
+    ) {
+        match jsonrpc::classify(&msg) {
+            Ok(Kind::Response) => {
+                let id = msg.get("id").and_then(Value::as_u64);
+                match id.and_then(|id| self.pending().remove(&id)) {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        tracing::debug!(backend = %self.backend, "response to no pending request")
+                    }
+                }
+            }
+            Ok(Kind::Request) if jsonrpc::method(&msg) == Some("ping") => {
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                let conn = self.clone();
+                tokio::spawn(async move {
+                    let _ = conn.send(jsonrpc::result(id, serde_json::json!({}))).await;
+                });
+            }
+            Ok(Kind::Notification)
+                if matches!(
+                    jsonrpc::method(&msg),
+                    Some(
+                        "notifications/tools/list_changed"
+                            | "notifications/prompts/list_changed"
+                            | "notifications/resources/list_changed"
+                    )
+                ) =>
+            {
+                on_list_changed(self)
+            }
+            Ok(_) => events.on_message(self, msg, related),
+            Err(e) => {
+                tracing::warn!(backend = %self.backend, error = %e, "ignoring invalid message from backend")
+            }
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark_closed(&self, reason: String) {
+        tracing::debug!(backend = %self.backend, %reason, "connection closed");
+        let _ = self.close_reason.set(reason);
+        // Dropping the senders fails every call in flight.
+        self.pending().clear();
+        self.closed.cancel();
+    }
+
+    /// A fresh upstream request id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Send `msg` (whose `id` must be `id`) and wait for the backend's response message.
+    /// Dropping the future forgets the request; sending `notifications/cancelled` is the
+    /// caller's decision.
+    pub async fn call(&self, id: u64, msg: Value) -> Result<Value, CallError> {
+        let (tx, rx) = oneshot::channel();
+        if self.closed.is_cancelled() {
+            return Err(CallError::Closed(self.close_reason()));
+        }
+        self.pending().insert(id, tx);
+        let _guard = PendingGuard { conn: self, id };
+        self.transport.send(msg).await?;
+        rx.await.map_err(|_| CallError::Closed(self.close_reason()))
+    }
+
+    /// A request of the gateway's own (initialize, lists): the `result`, or the error.
+    pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, CallError> {
+        let id = self.next_id();
+        let mut resp = self
+            .call(id, jsonrpc::request(Value::from(id), method, params))
+            .await?;
+        if let Some(result) = resp.get_mut("result") {
+            return Ok(result.take());
+        }
+        let err = resp.get("error");
+        Err(CallError::Rpc {
+            code: err
+                .and_then(|e| e.get("code"))
+                .and_then(Value::as_i64)
+                .unwrap_or(jsonrpc::INTERNAL_ERROR),
+            message: err
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+                .to_owned(),
+        })
+    }
+
+    /// Send a notification or a response.
+    pub async fn send(&self, msg: Value) -> Result<(), TransportError> {
+        if self.closed.is_cancelled() {
+            return Err(TransportError::Closed);
+        }
+        self.transport.send(msg).await
+    }
+
+    pub fn set_init(&self, init: ServerInit) {
+        let _ = self.init.set(init);
+    }
+
+    pub fn init(&self) -> Option<&ServerInit> {
+        self.init.get()
+    }
+
+    /// Whether the backend declared `capability` (e.g. "tools", "logging") at initialize.
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.init()
+            .and_then(|i| i.capabilities.get(capability))
+            .is_some_and(|c| !c.is_null())
+    }
+
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub fn close_reason(&self) -> String {
+        self.close_reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "closed".to_owned())
+    }
+
+    /// End the session and its transport.
+    pub async fn close(&self) {
+        self.transport.close().await;
+        self.mark_closed("stopped by the gateway".to_owned());
+    }
+}

@@ -1,0 +1,417 @@
+//! The upstream pool: one supervised, shared session per backend.
+//!
+//! Each [`Backend`] has a supervisor task that connects (starting the process or opening the
+//! HTTP session), initializes once, lists everything, publishes the listing, and then waits:
+//! when the session dies it reports the backend down with its last error and reconnects with
+//! backoff. A backend that fails never touches the others. Stopping a backend (removal,
+//! replacement, shutdown) closes its session and kills its process group.
+
+pub mod connection;
+pub mod handshake;
+pub mod http;
+pub mod process;
+pub mod sse;
+pub mod sse_stream;
+pub mod stdio;
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use connection::{CallError, Connection, Events, ServerInit};
+use process::Process;
+use transport::{Transport, TransportError};
+
+use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A session that lived this long resets the backoff: it was a crash, not a crash loop.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Ready,
+    Down,
+    Disabled,
+    Stopped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Down => "down",
+            Self::Disabled => "disabled",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub state: State,
+    pub last_error: Option<String>,
+    /// When `state` was entered.
+    pub since: Instant,
+    pub restarts: u32,
+    pub server_info: Option<Value>,
+    pub protocol_version: Option<String>,
+}
+
+pub struct Backend {
+    pub name: Arc<str>,
+    pub spec: BackendSpec,
+    status: watch::Sender<Status>,
+    conn: Mutex<Option<Arc<Connection>>>,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    http: reqwest::Client,
+    settings: Arc<GatewaySettings>,
+    events: Weak<dyn Events>,
+}
+
+/// Every backend by name.
+pub struct Upstreams {
+    backends: Mutex<BTreeMap<Arc<str>, Arc<Backend>>>,
+    ctx: Ctx,
+}
+
+// === impl Upstreams ===
+
+impl Upstreams {
+    pub fn new(settings: Arc<GatewaySettings>, events: Weak<dyn Events>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.startup_timeout)
+            .build()
+            .unwrap_or_default();
+        Self {
+            backends: Mutex::new(BTreeMap::new()),
+            ctx: Ctx {
+                http,
+                settings,
+                events,
+            },
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<Backend>>> {
+        self.backends.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Start `spec`, replacing a backend of the same name unless its spec is unchanged.
+    /// Returns whether anything changed.
+    pub fn apply(&self, spec: BackendSpec) -> bool {
+        let mut backends = self.lock();
+        if backends
+            .get(spec.name.as_str())
+            .is_some_and(|b| b.spec == spec)
+        {
+            return false;
+        }
+        let backend = Backend::start(spec, self.ctx.clone());
+        if let Some(old) = backends.insert(backend.name.clone(), backend) {
+            tokio::spawn(async move { old.stop().await });
+        }
+        true
+    }
+
+    /// Stop and forget a backend.
+    pub async fn remove(&self, name: &str) -> bool {
+        let removed = self.lock().remove(name);
+        match removed {
+            Some(b) => {
+                b.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Backend>> {
+        self.lock().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Backend>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Stop every backend, in parallel.
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = std::mem::take(&mut *self.lock()).into_values().collect();
+        futures_util::future::join_all(all.iter().map(|b| b.stop())).await;
+    }
+}
+
+// === impl Backend ===
+
+impl Backend {
+    fn start(spec: BackendSpec, ctx: Ctx) -> Arc<Self> {
+        let initial = if spec.disabled {
+            State::Disabled
+        } else {
+            State::Starting
+        };
+        let backend = Arc::new(Self {
+            name: Arc::from(spec.name.as_str()),
+            spec,
+            status: watch::Sender::new(Status {
+                state: initial,
+                last_error: None,
+                since: Instant::now(),
+                restarts: 0,
+                server_info: None,
+                protocol_version: None,
+            }),
+            conn: Mutex::new(None),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        if !backend.spec.disabled {
+            let task = tokio::spawn(supervise(backend.clone(), ctx));
+            *backend.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        }
+        backend
+    }
+
+    /// The live session, if the backend is up.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|c| !c.is_closed())
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Wait until the backend is no longer starting (ready, down or disabled).
+    pub async fn settled(&self) {
+        let mut rx = self.status.subscribe();
+        let _ = rx.wait_for(|s| s.state != State::Starting).await;
+    }
+
+    /// Why the backend cannot take a request right now, for an error message.
+    pub fn unavailable_reason(&self) -> String {
+        let s = self.status();
+        match (s.state, s.last_error) {
+            (State::Disabled, _) => format!("backend '{}' is disabled", self.name),
+            (State::Starting, _) => format!("backend '{}' is still starting", self.name),
+            (_, Some(e)) => format!("backend '{}' is down: {e}", self.name),
+            (state, None) => format!("backend '{}' is {}", self.name, state.as_str()),
+        }
+    }
+
+    async fn stop(&self) {
+        self.stop.cancel();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn set(&self, state: State, error: Option<String>) {
+        self.status.send_modify(|s| {
+            if state == State::Down && s.state != State::Starting {
+                s.restarts += 1;
+            }
+            s.state = state;
+            s.since = Instant::now();
+            if error.is_some() || state == State::Ready {
+                s.last_error = error;
+            }
+        });
+    }
+
+    fn set_conn(&self, conn: Option<Arc<Connection>>) {
+        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+    }
+}
+
+/// The supervisor: connect, serve until the session dies, report, back off, repeat.
+async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let attempt = tokio::select! {
+            _ = backend.stop.cancelled() => break,
+            r = connect(&backend, &ctx) => r,
+        };
+        match attempt {
+            Ok((conn, mut launched)) => {
+                let up_since = Instant::now();
+                backend.status.send_modify(|s| {
+                    let init = conn.init();
+                    s.server_info = init.map(|i| i.server_info.clone());
+                    s.protocol_version = init.map(|i| i.protocol_version.clone());
+                });
+                backend.set_conn(Some(conn.clone()));
+                backend.set(State::Ready, None);
+                tracing::info!(backend = %backend.name, transport = backend.spec.transport_kind(), "backend ready");
+                let stopped = tokio::select! {
+                    _ = backend.stop.cancelled() => true,
+                    _ = conn.closed() => false,
+                };
+                backend.set_conn(None);
+                if let Some(events) = ctx.events.upgrade() {
+                    events.on_listing(&backend.name, None);
+                }
+                conn.close().await;
+                if let Some(p) = launched.as_mut() {
+                    p.kill().await;
+                }
+                if stopped {
+                    break;
+                }
+                let reason = conn.close_reason();
+                tracing::warn!(backend = %backend.name, %reason, "backend went down");
+                backend.set(State::Down, Some(reason));
+                if up_since.elapsed() > HEALTHY_AFTER {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(backend = %backend.name, error = %e, "backend failed to start");
+                backend.set(State::Down, Some(e));
+            }
+        }
+        tokio::select! {
+            _ = backend.stop.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backend.status.send_modify(|s| s.state = State::Starting);
+    }
+    backend.set(State::Stopped, None);
+}
+
+/// Open, initialize and list one session. On error the message says what failed.
+async fn connect(
+    backend: &Arc<Backend>,
+    ctx: &Ctx,
+) -> Result<(Arc<Connection>, Option<Process>), String> {
+    let name = &backend.name;
+    let startup = ctx.settings.startup_timeout;
+    let events = ctx.events.upgrade().ok_or("the gateway is shutting down")?;
+    let (tx, rx) = mpsc::channel(256);
+    let mut launched = None;
+    let transport = match &backend.spec.transport {
+        TransportSpec::Stdio(p) => {
+            Transport::Stdio(stdio::StdioTransport::start(name, p, tx).map_err(err)?)
+        }
+        TransportSpec::Sse { http, launch } => {
+            if let Some(l) = launch {
+                let (mut p, _, _) = process::spawn(name, l, false).map_err(err)?;
+                wait_until_answers(&ctx.http, &http.url, startup, &mut p).await?;
+                launched = Some(p);
+            }
+            Transport::Sse(
+                sse::SseTransport::connect(name, http, ctx.http.clone(), tx, startup)
+                    .await
+                    .map_err(err)?,
+            )
+        }
+        TransportSpec::StreamableHttp(http) => Transport::Http(
+            http::HttpTransport::connect(name, http, ctx.http.clone(), tx, startup)
+                .await
+                .map_err(err)?,
+        ),
+    };
+    let relist = relister(events.clone());
+    let conn = Connection::start(name.clone(), transport, rx, events.clone(), relist);
+    let opened = async {
+        let init = handshake::initialize(&conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.set_init(init);
+        Ok::<_, String>(handshake::list_all(&conn).await)
+    };
+    let listing = match tokio::time::timeout(startup, opened).await {
+        Ok(Ok(listing)) => listing,
+        Ok(Err(e)) => {
+            conn.close().await;
+            return Err(e);
+        }
+        Err(_) => {
+            conn.close().await;
+            let secs = startup.as_secs();
+            return Err(format!("no answer to initialize within {secs} s"));
+        }
+    };
+    events.on_listing(name, Some(Arc::new(listing)));
+    Ok((conn, launched))
+}
+
+fn err(e: TransportError) -> String {
+    e.to_string()
+}
+
+/// A callback for `list_changed` that re-lists on a task of its own; bursts coalesce because
+/// at most one re-list waits behind the running one.
+fn relister(events: Arc<dyn Events>) -> impl Fn(&Arc<Connection>) + Send + 'static {
+    let (kick, mut kicked) = mpsc::channel::<Arc<Connection>>(1);
+    tokio::spawn(async move {
+        while let Some(conn) = kicked.recv().await {
+            let listing = handshake::list_all(&conn).await;
+            if !conn.is_closed() {
+                tracing::debug!(backend = %conn.backend, "re-listed after list_changed");
+                events.on_listing(&conn.backend, Some(Arc::new(listing)));
+            }
+        }
+    });
+    move |conn: &Arc<Connection>| {
+        let _ = kick.try_send(conn.clone());
+    }
+}
+
+/// Poll `url` until it answers at all (any HTTP status), the process dies, or the deadline.
+async fn wait_until_answers(
+    http: &reqwest::Client,
+    url: &str,
+    deadline: Duration,
+    process: &mut Process,
+) -> Result<(), String> {
+    let until = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Some(exit) = process.exited() {
+            return Err(format!(
+                "the launched server exited before {url} answered: {exit}"
+            ));
+        }
+        let probe = http
+            .get(url)
+            .header("accept", "text/event-stream")
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        if probe.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() + pause > until {
+            return Err(format!(
+                "{url} did not answer within {} s of starting the server",
+                deadline.as_secs()
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}

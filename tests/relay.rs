@@ -1,0 +1,333 @@
+//! The relay end to end through the stdio frontend, with the built-in fixture server as the
+//! backend: names, calls, progress, cancellation, server→client requests, list_changed,
+//! collisions, and backends that fail.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn lists_and_calls_through_prefixed_names() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    let tools = c.request("tools/list", json!({})).await;
+    let names = tool_names(&tools);
+    for want in ["fx__echo", "fx__add", "fx__slow"] {
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} missing from {names:?}"
+        );
+    }
+    let echo = c.call("fx__echo", json!({"message": "héllo"})).await;
+    assert_eq!(text_of(&echo), "héllo", "{echo}");
+    assert_eq!(
+        echo["result"]["structuredContent"]["message"], "héllo",
+        "structuredContent passes through: {echo}"
+    );
+    let add = c.call("fx__add", json!({"a": 2, "b": 40})).await;
+    assert!(text_of(&add).contains("42"), "{add}");
+
+    let prompts = c.request("prompts/list", json!({})).await;
+    assert!(
+        prompts["result"]["prompts"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "fx__greet")),
+        "{prompts}"
+    );
+    let got = c
+        .request(
+            "prompts/get",
+            json!({"name": "fx__greet", "arguments": {"name": "Ada"}}),
+        )
+        .await;
+    assert!(got.to_string().contains("Ada"), "{got}");
+    let done = c
+        .request("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "fx__greet"}, "argument": {"name": "name", "value": "al"}}))
+        .await;
+    let values = done["result"]["completion"]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !values.is_empty()
+            && values
+                .iter()
+                .all(|v| v.as_str().is_some_and(|s| s.starts_with("al"))),
+        "{done}"
+    );
+
+    let res = c
+        .request("resources/read", json!({"uri": "fixture://readme"}))
+        .await;
+    assert!(res["result"]["contents"][0]["text"].is_string(), "{res}");
+    let item = c
+        .request("resources/read", json!({"uri": "fixture://items/7"}))
+        .await;
+    assert!(
+        item.to_string().contains("item 7"),
+        "template routing: {item}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn progress_reaches_the_caller_with_its_own_token() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    let id = c
+        .start("tools/call", json!({"name": "fx__slow", "arguments": {"steps": 3, "interval_ms": 20}, "_meta": {"progressToken": "my-token"}}))
+        .await;
+    let resp = c.response(id).await;
+    assert!(resp.get("result").is_some(), "{resp}");
+    let progress: Vec<&Value> = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(
+        progress.len(),
+        3,
+        "one per step, before the result: {:?}",
+        c.seen
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "my-token")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn cancellation_reaches_the_backend() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    let id = c
+        .start("tools/call", json!({"name": "fx__slow", "arguments": {"steps": 1000, "interval_ms": 50}, "_meta": {"progressToken": 1}}))
+        .await;
+    // Once progress arrives the call is certainly running on the backend.
+    c.wait_for(|m| m["method"] == "notifications/progress")
+        .await;
+    c.notify(
+        "notifications/cancelled",
+        json!({"requestId": id, "reason": "test"}),
+    )
+    .await;
+    let count = loop {
+        let n = c.call("fx__cancelled_count", json!({})).await;
+        if text_of(&n) == "1" {
+            break n;
+        }
+        // The backend may not have processed the cancellation yet: wait for the next progress
+        // tick to give it a turn, never a fixed sleep.
+        c.wait_for(|m| m["method"] == "notifications/progress" || m["id"] == json!(id))
+            .await;
+    };
+    assert_eq!(text_of(&count), "1");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sampling_round_trips_through_the_gateway() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    let id = c
+        .start(
+            "tools/call",
+            json!({"name": "fx__sample", "arguments": {"prompt": "say hi"}}),
+        )
+        .await;
+    let req = c
+        .wait_for(|m| m["method"] == "sampling/createMessage")
+        .await;
+    assert!(req.to_string().contains("say hi"), "{req}");
+    c.send(json!({"jsonrpc": "2.0", "id": req["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "hi from the client"}, "model": "test-model"}}))
+        .await;
+    let resp = c.response(id).await;
+    assert!(resp.to_string().contains("hi from the client"), "{resp}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn elicitation_round_trips_through_the_gateway() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    let id = c
+        .start(
+            "tools/call",
+            json!({"name": "fx__elicit", "arguments": {"message": "who?"}}),
+        )
+        .await;
+    let req = c.wait_for(|m| m["method"] == "elicitation/create").await;
+    c.send(json!({"jsonrpc": "2.0", "id": req["id"], "result": {"action": "accept", "content": {"name": "Grace"}}})).await;
+    let resp = c.response(id).await;
+    assert!(resp.to_string().contains("Grace"), "{resp}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn clashing_names_both_stay_callable() {
+    let mut a = fixture("a");
+    let mut b = fixture("b");
+    a.prefix = String::new();
+    b.prefix = String::new();
+    let gw = gateway(vec![b, a]).await;
+    let mut c = Client::initialized(&gw).await;
+    let tools = c.request("tools/list", json!({})).await;
+    let echoes: Vec<String> = tool_names(&tools)
+        .into_iter()
+        .filter(|n| n.starts_with("echo"))
+        .collect();
+    assert_eq!(echoes.len(), 2, "{echoes:?}");
+    assert!(
+        echoes.contains(&"echo".to_string()),
+        "backend 'a' (first by name) keeps the plain name"
+    );
+    for name in &echoes {
+        let r = c.call(name, json!({"message": name})).await;
+        assert_eq!(text_of(&r), *name, "{r}");
+    }
+    let snap = gw.catalog.current();
+    let owners: Vec<&str> = echoes
+        .iter()
+        .filter_map(|n| snap.tool(n))
+        .map(|e| &*e.backend)
+        .collect();
+    assert!(owners.contains(&"a") && owners.contains(&"b"), "{owners:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_errors() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    c.send_raw("{not json").await;
+    let e = c.recv().await;
+    assert_eq!(e["error"]["code"], -32700, "{e}");
+    c.send(json!({"jsonrpc": "2.0", "id": 99, "method": 5}))
+        .await;
+    let e = c.response(99).await;
+    assert_eq!(e["error"]["code"], -32600, "{e}");
+    let e = c.request("no/such/method", json!({})).await;
+    assert_eq!(e["error"]["code"], -32601, "{e}");
+    let e = c.call("fx__nope", json!({})).await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fx__nope")),
+        "{e}"
+    );
+    let e = c.request("tools/call", json!({})).await;
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    let e = c.request("server/discover", json!({})).await;
+    assert_eq!(
+        e["error"]["code"], -32601,
+        "answered at once so clients fall back: {e}"
+    );
+    // A tool error from the backend passes through as a result with isError.
+    let r = c.call("fx__fail", json!({"message": "boom"})).await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    // Still serving.
+    assert_eq!(
+        text_of(&c.call("fx__echo", json!({"message": "ok"})).await),
+        "ok"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_start_is_reported_and_the_others_serve() {
+    let broken = stdio_spec("broken", "/nonexistent/mcp-server-xyz".into(), &[]);
+    let gw = gateway(vec![fixture("fx"), broken]).await;
+    let b = gw.upstreams.get("broken").expect("known");
+    let status = b.status();
+    assert_eq!(status.state.as_str(), "down");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("/nonexistent/mcp-server-xyz")),
+        "{status:?}"
+    );
+    let mut c = Client::initialized(&gw).await;
+    assert_eq!(
+        text_of(&c.call("fx__echo", json!({"message": "alive"})).await),
+        "alive"
+    );
+    let e = c.call("broken__anything", json!({})).await;
+    let msg = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("broken__anything") && msg.contains("backend 'broken'"),
+        "{e}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_killed_mid_call_fails_that_call_only() {
+    let marker = format!("victim-{}", std::process::id());
+    let gw = gateway(vec![fixture("fx"), fixture(&marker)]).await;
+    let mut c = Client::initialized(&gw).await;
+    let tool = format!("{marker}__slow");
+    let id = c
+        .start("tools/call", json!({"name": tool, "arguments": {"steps": 1000, "interval_ms": 50}, "_meta": {"progressToken": 1}}))
+        .await;
+    c.wait_for(|m| m["method"] == "notifications/progress")
+        .await;
+    let killed = std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &marker])
+        .status()
+        .expect("pkill");
+    assert!(killed.success());
+    let resp = c.response(id).await;
+    let msg = resp["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains(&marker), "the error names the backend: {resp}");
+    assert_eq!(
+        text_of(&c.call("fx__echo", json!({"message": "still here"})).await),
+        "still here"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn config_changes_reach_every_session_as_list_changed() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let mut c = Client::initialized(&gw).await;
+    gw.apply(fixture("late"));
+    c.wait_for(|m| m["method"] == "notifications/tools/list_changed")
+        .await;
+    // The notification may precede the listing of the new backend by a moment; wait for it.
+    tokio::time::timeout(WAIT, gw.settled())
+        .await
+        .expect("settles");
+    let names = tool_names(&c.request("tools/list", json!({})).await);
+    assert!(names.contains(&"late__echo".to_string()), "{names:?}");
+    assert!(gw.remove("late").await);
+    c.wait_for(|m| m["method"] == "notifications/tools/list_changed")
+        .await;
+    let names = tool_names(&c.request("tools/list", json!({})).await);
+    assert!(!names.iter().any(|n| n.starts_with("late__")), "{names:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tool_filters_and_protocol_negotiation() {
+    let mut fx = fixture("fx");
+    fx.tools.include = vec!["e*".into(), "add".into()];
+    fx.tools.exclude = vec!["elicit".into()];
+    let gw = gateway(vec![fx]).await;
+    let mut c = Client::connect(&gw).await;
+    let init = c.request("initialize", json!({"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}})).await;
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    let init = c.request("initialize", json!({"protocolVersion": "1999-01-01", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}})).await;
+    assert_eq!(
+        init["result"]["protocolVersion"], "2025-11-25",
+        "unknown versions get the newest"
+    );
+    let mut names = tool_names(&c.request("tools/list", json!({})).await);
+    names.sort();
+    assert_eq!(names, ["fx__add", "fx__echo"]);
+    gw.stop().await;
+}
