@@ -7,6 +7,7 @@ pub mod config;
 pub mod frontend;
 pub mod jsonrpc;
 pub mod relay;
+pub mod reload;
 pub mod session;
 pub mod spec;
 pub mod upstream;

@@ -163,6 +163,9 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
     let gw = Gateway::new(cfg.gateway);
     gw.reconcile(cfg.backends).await;
     tokio::spawn(log_summary(gw.clone()));
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
+    }
 
     let outcome = match args.transport {
         Transport::Stdio => {

@@ -122,6 +122,34 @@ async fn cancellation_reaches_the_backend() {
         )
         .await;
     assert_eq!(text_of(&count), "1", "{count}");
+    assert!(
+        !c.seen.iter().any(|m| m["id"] == json!(id)),
+        "a cancelled request gets no response: {:?}",
+        c.seen
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_is_cancelled_upstream() {
+    let mut fx = fixture("fx");
+    fx.timeout = Some(std::time::Duration::from_millis(300));
+    let gw = gateway(vec![fx]).await;
+    let mut c = Client::initialized(&gw).await;
+    // No progress token: nothing resets the timeout.
+    let r = c
+        .call("fx__slow", json!({"steps": 1000, "interval_ms": 50}))
+        .await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("fx__slow") && msg.contains("timed out"), "{r}");
+    let count = c
+        .call(
+            "fx__cancelled_count",
+            json!({"at_least": 1, "timeout_ms": 20000}),
+        )
+        .await;
+    assert_eq!(text_of(&count), "1", "the backend was told: {count}");
     gw.stop().await;
 }
 

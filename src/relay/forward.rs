@@ -183,6 +183,7 @@ impl Gateway {
     }
 
     /// Send `msg` to `backend` and wait for its response, restoring the client's id.
+    /// `Value::Null` means no response is due (the client cancelled the request).
     /// `what` names the target in error messages ("tool 'github__search'").
     pub(super) async fn forward(
         self: &Arc<Self>,
@@ -262,15 +263,17 @@ impl Gateway {
                 tokio::spawn(async move {
                     let _ = conn.send(cancel).await;
                 });
-                let secs = timeout.as_secs_f64();
+                if reason != "timed out" {
+                    // The client cancelled: as the specification asks, it gets no response.
+                    return Value::Null;
+                }
                 jsonrpc::error(
                     down_id,
                     jsonrpc::REQUEST_TIMEOUT,
-                    if reason == "timed out" {
-                        format!("{what} on backend '{backend_name}' timed out after {secs} s")
-                    } else {
-                        format!("{what} on backend '{backend_name}' was cancelled")
-                    },
+                    format!(
+                        "{what} on backend '{backend_name}' timed out after {} s",
+                        timeout.as_secs_f64()
+                    ),
                     None,
                 )
             }

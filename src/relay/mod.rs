@@ -102,7 +102,7 @@ impl Gateway {
             Err(why) => return Some(jsonrpc::invalid_request(&msg, &why)),
         };
         match kind {
-            Kind::Request => Some(self.request(session, msg, sink).await),
+            Kind::Request => Some(self.request(session, msg, sink).await).filter(|r| !r.is_null()),
             Kind::Notification => {
                 self.notification(session, &msg).await;
                 None

@@ -74,3 +74,28 @@ async def test_cancel_reaches_backend(fx: Endpoint, frontend: str, how: str):
         with anyio.fail_after(10):
             r = await c.call_tool(ep.name("echo"), {"message": "after cancel"})
         assert text_of(r) == "fixture fixture: after cancel"
+
+
+@pytest.mark.gateway_only
+async def test_backend_timeout_cancels_upstream(peers, gateway, tmp_path):
+    """A per-backend `timeout` (seconds) bounds a call: the caller gets an error promptly and
+    the gateway cancels the upstream request."""
+    log = tmp_path / "events.jsonl"
+    ep = gateway({"mcpServers": {BACKEND: {**fixture_spec(peers, log), "timeout": 1}}}, probe={BACKEND: ["slow"]})
+    async with ep.connect("mcp") as c:
+        t0 = time.monotonic()
+        with anyio.fail_after(20):
+            try:
+                r = await c.call_tool(ep.name("slow"), {"seconds": 30})
+            except MCPError as e:
+                message = e.error.message
+            else:
+                assert r.is_error, f"slow call outlived the 1 s backend timeout: {text_of(r)!r}"
+                message = text_of(r)
+        assert time.monotonic() - t0 < 10, "the backend timeout did not fire"
+        assert BACKEND in message, message
+        started = await _poll_event(log, lambda e: e["event"] == "started", 5, "the backend to start `slow`")
+        await _poll_event(log, lambda e: e["event"] == "cancelled" and e["requestId"] == started["requestId"], 10,
+                          "the gateway to cancel the timed-out upstream request")
+        r = await c.call_tool(ep.name("echo"), {"message": "after timeout"})
+        assert text_of(r) == "fixture fixture: after timeout"

@@ -37,7 +37,7 @@ def unprefixed(everything, module_gateway) -> Endpoint:
 @pytest.fixture(scope="module")
 def custom(everything, module_gateway) -> Endpoint:
     cfg = {
-        "gateway": {"separator": "."},
+        "gateway": {"separator": "-"},
         "mcpServers": {
             "first": {**everything.stdio_spec({"E2E_IDENT": "first"}), "prefix": "one"},
             "second": {**everything.stdio_spec({"E2E_IDENT": "second"}),
@@ -122,17 +122,17 @@ async def test_custom_prefix_separator_and_filter(custom: Endpoint):
     async with ep.connect("mcp") as c:
         names = {t.name for t in (await c.list_tools()).tools}
         # custom prefix + separator
-        assert "one.echo" in names and "one.get-env" in names
-        assert ident_of(await c.call_tool("one.get-env", {})) == "first"
+        assert "one-echo" in names and "one-get-env" in names
+        assert ident_of(await c.call_tool("one-get-env", {})) == "first"
         # include/exclude globs over upstream names
-        second = {n for n in names if n.startswith("second.")}
-        expected = {"second.echo", "second.get-annotated-message", "second.get-resource-links",
-                    "second.get-resource-reference", "second.get-structured-content", "second.get-sum",
-                    "second.get-tiny-image"}
+        second = {n for n in names if n.startswith("second-")}
+        expected = {"second-echo", "second-get-annotated-message", "second-get-resource-links",
+                    "second-get-resource-reference", "second-get-structured-content", "second-get-sum",
+                    "second-get-tiny-image"}
         # (get-roots-list exists only when the gateway tells the backend it supports roots)
-        assert expected <= second and second - expected <= {"second.get-roots-list"}, \
+        assert expected <= second and second - expected <= {"second-get-roots-list"}, \
             f"filtered tools: {sorted(second)}"
         with pytest.raises(MCPError) as exc:
-            await c.call_tool("second.get-env", {})
-        assert "second.get-env" in exc.value.error.message
-        assert text_of(await c.call_tool("second.echo", {"message": "filtered"})) == "Echo: filtered"
+            await c.call_tool("second-get-env", {})
+        assert "second-get-env" in exc.value.error.message
+        assert text_of(await c.call_tool("second-echo", {"message": "filtered"})) == "Echo: filtered"
