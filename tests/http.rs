@@ -350,7 +350,7 @@ async fn legacy_sse_session_subscriptions_and_logging() {
     // Closing the stream ends the session and releases its subscription.
     drop(body);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while gw.sessions.len() > 0 {
+    while !gw.sessions.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "session closed after disconnect"
