@@ -19,62 +19,37 @@ use crate::session::{Flight, Session, Sink};
 // === impl Gateway ===
 
 impl Gateway {
-    pub(super) async fn call_tool(
+    /// `tools/call` and `prompts/get`: route by public name, send the upstream name.
+    pub(super) async fn call_named(
         self: &Arc<Self>,
         session: &Arc<Session>,
         msg: Value,
         sink: &Sink,
+        kind: &'static str,
     ) -> Value {
         let Some(name) = param_str(&msg, "name") else {
-            return invalid_params(&msg, "tools/call needs params.name");
+            let method = jsonrpc::method(&msg).unwrap_or_default();
+            return invalid_params(&msg, &format!("{method} needs params.name"));
         };
         let snap = self.catalog.current();
-        let Some(entry) = snap.tool(name) else {
+        let entry = if kind == "tool" {
+            snap.tool(name)
+        } else {
+            snap.prompt(name)
+        };
+        let Some(entry) = entry else {
             return jsonrpc::error(
                 id_of(&msg),
                 jsonrpc::INVALID_PARAMS,
-                self.unknown("tool", name),
-                Some(json!({"tool": name})),
+                self.unknown(kind, name),
+                Some(json!({ kind: name })),
             );
         };
-        let (backend, upstream, public) = (
-            entry.backend.clone(),
-            entry.upstream.clone(),
-            entry.public.clone(),
-        );
+        let (backend, upstream) = (entry.backend.clone(), entry.upstream.clone());
+        let what = format!("{kind} '{}'", entry.public);
         drop(snap);
         let msg = with_param(msg, "name", Value::from(upstream));
-        self.forward(session, sink, msg, &backend, &format!("tool '{public}'"))
-            .await
-    }
-
-    pub(super) async fn get_prompt(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        msg: Value,
-        sink: &Sink,
-    ) -> Value {
-        let Some(name) = param_str(&msg, "name") else {
-            return invalid_params(&msg, "prompts/get needs params.name");
-        };
-        let snap = self.catalog.current();
-        let Some(entry) = snap.prompt(name) else {
-            return jsonrpc::error(
-                id_of(&msg),
-                jsonrpc::INVALID_PARAMS,
-                self.unknown("prompt", name),
-                Some(json!({"prompt": name})),
-            );
-        };
-        let (backend, upstream, public) = (
-            entry.backend.clone(),
-            entry.upstream.clone(),
-            entry.public.clone(),
-        );
-        drop(snap);
-        let msg = with_param(msg, "name", Value::from(upstream));
-        self.forward(session, sink, msg, &backend, &format!("prompt '{public}'"))
-            .await
+        self.forward(session, sink, msg, &backend, &what).await
     }
 
     pub(super) async fn read_resource(
