@@ -17,27 +17,65 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 cd "$ROOT" || exit 1
 
-START=$(date +%s)
-declare -a DONE=()
+# rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-elapsed() { echo "$(( $(date +%s) - START ))s"; }
+START=$(date +%s)
+STAGE_LOG="$(mktemp "${TMPDIR:-/tmp}/mcp-gateway-test.XXXXXX")"
+trap 'rm -f "$STAGE_LOG"' EXIT
+declare -a DONE=()
+PASSED=0 FAILED=0 SKIPPED=0
+
+# count_tests STAGE: add the counts a test runner printed (in $STAGE_LOG) to the totals
+num() { grep -oE "[0-9]+ $1" <<<"$2" | head -n1 | grep -oE '^[0-9]+' || echo 0; }
+count_tests() {
+  local line
+  case "$1" in
+    rust-tests)
+      if line=$(grep -E 'tests? run: ' "$STAGE_LOG" | tail -n1) && [[ -n "$line" ]]; then   # nextest
+        PASSED=$((PASSED + $(num passed "$line")))
+        FAILED=$((FAILED + $(num failed "$line")))
+        SKIPPED=$((SKIPPED + $(num skipped "$line")))
+      else                                                                                  # cargo test
+        while IFS= read -r line; do
+          PASSED=$((PASSED + $(num passed "$line")))
+          FAILED=$((FAILED + $(num failed "$line")))
+          SKIPPED=$((SKIPPED + $(num ignored "$line")))
+        done < <(grep -E '^test result: ' "$STAGE_LOG")
+      fi ;;
+    e2e)
+      line=$(grep -E '([0-9]+ (passed|failed|error|errors|skipped|deselected)).* in [0-9.]+s' "$STAGE_LOG" | tail -n1)
+      PASSED=$((PASSED + $(num passed "$line")))
+      FAILED=$((FAILED + $(num failed "$line") + $(num error "$line")))
+      SKIPPED=$((SKIPPED + $(num skipped "$line"))) ;;
+  esac
+}
+
+summary() {
+  printf '\ntest.sh: %s (total %ss)\n' "$1" "$(( $(date +%s) - START ))"
+  printf 'summary: %d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+}
 
 stage() {
   local name="$1"; shift
-  local t0; t0=$(date +%s)
+  local t0 rc dt
+  t0=$(date +%s)
   printf '\n==> [%s] %s\n' "$name" "$*"
-  "$@"
-  local rc=$?
-  local dt=$(( $(date +%s) - t0 ))
+  "$@" 2>&1 | tee "$STAGE_LOG"
+  rc=${PIPESTATUS[0]}
+  dt=$(( $(date +%s) - t0 ))
+  count_tests "$name"
   if [[ $rc -ne 0 ]]; then
     printf '\ntest.sh: FAILED at stage "%s" (exit %d after %ds): %s\n' "$name" "$rc" "$dt" "$*" >&2
-    printf 'test.sh: summary: %s; FAILED: %s (total %s)\n' "${DONE[*]:-nothing passed}" "$name" "$(elapsed)"
+    (( FAILED > 0 )) || FAILED=1  # a failed stage counts even when it ran no tests
+    summary "${DONE[*]:+${DONE[*]}; }FAILED: $name"
     exit "$rc"
   fi
   DONE+=("$name ok (${dt}s)")
 }
-
-export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 stage peers bash "$SCRIPT_DIR/install-peers.sh"
 stage build cargo build --workspace --all-targets
@@ -45,13 +83,12 @@ stage build cargo build --workspace --all-targets
 if [[ "${SKIP_RUST_TESTS:-}" == "1" ]]; then
   DONE+=("rust tests skipped")
 elif cargo nextest --version >/dev/null 2>&1; then
-  # --no-tests=pass: a workspace without unit tests yet is not a failure
+  # --no-tests=pass: a workspace without unit tests is not a failure
   stage rust-tests cargo nextest run --workspace --no-tests=pass
 else
   stage rust-tests cargo test --workspace
 fi
 
-PY="$ROOT/.peers/py2/bin/python"
-stage e2e "$PY" -m pytest tests/e2e -q "$@"
+stage e2e "$ROOT/.peers/py2/bin/python" -m pytest tests/e2e -q "$@"
 
-printf '\ntest.sh: summary: all stages passed: %s (total %s)\n' "${DONE[*]}" "$(elapsed)"
+summary "all stages passed: ${DONE[*]}"

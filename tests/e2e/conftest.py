@@ -25,10 +25,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -512,24 +510,25 @@ class Endpoint:
             return self.backend["url"]
         return self.url("/mcp" if frontend == "mcp" else "/sse")
 
-    def _stdio_params(self) -> tuple[StdioServerParameters, Path]:
+    def _stdio_params(self) -> tuple[StdioServerParameters, Path, str]:
         self._stdio_logs += 1
         log = self.work_dir / f"stdio-{self._stdio_logs}.log"
+        tag = uuid.uuid4().hex
         if self.direct:
             spec = self.backend
             params = StdioServerParameters(
                 command=spec["command"], args=list(spec.get("args", [])),
-                env={**os.environ, **(spec.get("env") or {})}, cwd=spec.get("cwd"),
+                env={**os.environ, **(spec.get("env") or {}), RUN_TAG_VAR: tag}, cwd=spec.get("cwd"),
             )
         else:
             params = StdioServerParameters(
                 command=str(GATEWAY_BIN),
                 args=["serve", "--config", str(self.config_path), "--transport", "stdio",
                       "--log-level", GATEWAY_LOG_LEVEL],
-                env={**os.environ, RUN_TAG_VAR: uuid.uuid4().hex},
+                env={**os.environ, RUN_TAG_VAR: tag},
                 cwd=str(self.work_dir),
             )
-        return params, log
+        return params, log, tag
 
     @contextlib.asynccontextmanager
     async def connect(self, frontend: str, recorder: Recorder | None = None, *,
@@ -559,7 +558,9 @@ class Endpoint:
                        kwargs: dict[str, Any]) -> AsyncIterator[Client]:
         async with contextlib.AsyncExitStack() as stack:
             if frontend == "stdio":
-                params, log = self._stdio_params()
+                params, log, tag = self._stdio_params()
+                # runs last: whatever the stdio server left behind once the client has closed
+                stack.callback(kill_tagged, tag)
                 errlog = stack.enter_context(open(log, "w"))
                 title = f"stdio {'backend' if self.direct else 'gateway'} {log.name}"
                 _LIVE_LOGS[title] = log

@@ -202,11 +202,12 @@ pub async fn run(
                 }
                 timed_out = true;
                 ending = true;
-                if let Some(pid) = child.id() { let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL); }
+                group.kill();
                 deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
             },
             () = &mut cancelled, if !was_cancelled => {
                 was_cancelled = true;
+                group.kill();
                 if !ending {
                     ending = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
