@@ -366,7 +366,17 @@ impl Inner {
                     }
                     None
                 }
-                Ok(r) => Some(r.status()),
+                Ok(r) => {
+                    let status = r.status();
+                    let had_session = self.session().id.is_some();
+                    let error = status_error(self.url.as_str(), r).await;
+                    if had_session && session_gone(status, &error) {
+                        // The server restarted or dropped us: report it so the supervisor
+                        // opens a new session without waiting for a client's call to fail.
+                        return self.expire().await;
+                    }
+                    Some(status)
+                }
                 Err(e) => {
                     let error = error_detail(&e);
                     tracing::debug!(backend = %self.backend, %error, "standalone stream failed");
@@ -377,9 +387,6 @@ impl Inner {
                 Some(StatusCode::METHOD_NOT_ALLOWED) => {
                     tracing::debug!(backend = %self.backend, "no standalone stream offered");
                     return;
-                }
-                Some(StatusCode::NOT_FOUND) if self.session().id.is_some() => {
-                    return self.expire().await;
                 }
                 Some(s) if !is_retryable(s) => {
                     let status = s.as_u16();

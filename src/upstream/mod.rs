@@ -199,6 +199,11 @@ impl Backend {
         self.status.borrow().clone()
     }
 
+    /// Every change of the backend's status, for whoever needs to wait on one.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
     /// Wait until the backend is no longer starting (ready, down or disabled).
     pub async fn settled(&self) {
         let mut rx = self.status.subscribe();
