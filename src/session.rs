@@ -6,7 +6,7 @@
 //! elicitation, roots), its log level and its resource subscriptions.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -79,6 +79,8 @@ pub struct Session {
     next_client_id: AtomicU64,
     pub closed: CancellationToken,
     last_seen: Mutex<Instant>,
+    /// Set at the first dropped message, so a client that never reads is reported once.
+    dropping: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +104,7 @@ impl Session {
             next_client_id: AtomicU64::new(1),
             closed: CancellationToken::new(),
             last_seen: Mutex::new(Instant::now()),
+            dropping: AtomicBool::new(false),
         });
         (session, rx)
     }
@@ -117,10 +120,18 @@ impl Session {
         &self.outbound
     }
 
-    /// Queue a message on the session's own stream; dropped if the client is not reading.
+    /// Queue a message on the session's own stream; dropped if the client is not reading
+    /// (a streamable-HTTP client without a GET stream never does).
     pub fn push(&self, msg: Value) {
-        if self.outbound.try_send(msg).is_err() && !self.closed.is_cancelled() {
-            tracing::warn!(session = %self.id, "client is not reading; dropped a message");
+        if self.outbound.try_send(msg).is_err()
+            && !self.closed.is_cancelled()
+            && !self.dropping.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                session = %self.id,
+                frontend = self.frontend.as_str(),
+                "client is not reading its stream; dropping notifications for it"
+            );
         }
     }
 
