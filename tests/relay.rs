@@ -356,3 +356,35 @@ async fn tool_filters_and_protocol_negotiation() {
     assert_eq!(names, ["fx__add", "fx__echo"]);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_page_of_every_list_is_published() {
+    // The same server twice: once listing everything at once, once one item per page.
+    let whole = fixture("whole");
+    let paged = stdio_spec("paged", workspace_bin("mcp-fixture"), &["--page-size", "1"]);
+    let gw = gateway(vec![whole, paged]).await;
+    let snap = gw.catalog.current();
+    let [tools, prompts, resources, templates] = snap.counts("whole");
+    assert!(tools > 1, "the fixture has several tools");
+    let [p_tools, p_prompts, p_resources, p_templates] = snap.counts("paged");
+    assert_eq!(
+        [p_tools, p_prompts, p_templates],
+        [tools, prompts, templates]
+    );
+    // Both list the same resource URI: one serves it, the other's is reported as a collision.
+    assert_eq!(p_resources + resources, 1);
+    assert!(
+        snap.collisions
+            .iter()
+            .any(|c| c.kind == "resource" && [&c.winner, &c.loser].contains(&&"paged".to_string())),
+        "{:?}",
+        snap.collisions
+    );
+    let mut c = Client::initialized(&gw).await;
+    let names = tool_names(&c.request("tools/list", json!({})).await);
+    for t in snap.tools.iter().filter(|e| &*e.backend == "whole") {
+        let twin = format!("paged__{}", t.upstream);
+        assert!(names.contains(&twin), "{twin} missing from {names:?}");
+    }
+    gw.stop().await;
+}

@@ -58,6 +58,9 @@ struct Cli {
     /// The `serverInfo.name` reported to clients.
     #[arg(long, default_value = "mcp-fixture")]
     name: String,
+    /// Serve every list in pages of this many items (exercises clients' pagination).
+    #[arg(long, value_name = "N")]
+    page_size: Option<usize>,
 }
 
 fn init_tracing() {
@@ -75,7 +78,7 @@ fn init_tracing() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let fixture = Fixture::new(cli.name.clone());
+    let fixture = Fixture::new(cli.name.clone()).with_page_size(cli.page_size);
     match cli.transport {
         Transport::Stdio => serve_stdio(fixture).await,
         Transport::Http => serve_http(fixture, &cli).await,

@@ -18,7 +18,7 @@ use rmcp::{
     model::{
         CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
         Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
         ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
         UnsubscribeRequestParams,
     },
@@ -44,6 +44,8 @@ pub struct Fixture {
     /// Resource URIs this session subscribed to.
     pub(crate) subscriptions: Arc<Mutex<HashSet<String>>>,
     tool_router: Arc<ToolRouter<Fixture>>,
+    /// When set, every list is served in pages of this many items.
+    page_size: Option<usize>,
 }
 
 impl Fixture {
@@ -53,7 +55,38 @@ impl Fixture {
             shared: Arc::default(),
             subscriptions: Arc::default(),
             tool_router: Arc::new(Self::tool_router()),
+            page_size: None,
         }
+    }
+
+    /// Serve every list in pages of `size` items (a test of clients' pagination).
+    pub fn with_page_size(mut self, size: Option<usize>) -> Self {
+        self.page_size = size.filter(|n| *n > 0);
+        self
+    }
+
+    /// One page of `items` starting at `cursor` (an offset this server handed out), and the
+    /// cursor of the next page.
+    fn page<T>(
+        &self,
+        mut items: Vec<T>,
+        request: Option<&PaginatedRequestParams>,
+    ) -> Result<(Vec<T>, Option<String>), McpError> {
+        let start = match request.and_then(|r| r.cursor.as_deref()) {
+            None => 0,
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= items.len())
+                .ok_or_else(|| McpError::invalid_params(format!("invalid cursor {c:?}"), None))?,
+        };
+        let Some(size) = self.page_size else {
+            return Ok((items, None));
+        };
+        let end = (start + size).min(items.len());
+        let next = (end < items.len()).then(|| end.to_string());
+        items.truncate(end);
+        Ok((items.split_off(start), next))
     }
 
     /// A handler for a new http session: same name, tools and shared state,
@@ -133,22 +166,37 @@ impl ServerHandler for Fixture {
             )
     }
 
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let (items, next) = self.page(self.tool_router.list_all(), request.as_ref())?;
+        let mut result = ListToolsResult::with_all_items(items);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(ListResourcesResult::with_all_items(resources::list()))
+        let (items, next) = self.page(resources::list(), request.as_ref())?;
+        let mut result = ListResourcesResult::with_all_items(items);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            resources::templates(),
-        ))
+        let (items, next) = self.page(resources::templates(), request.as_ref())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(items);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn read_resource(
@@ -179,10 +227,13 @@ impl ServerHandler for Fixture {
 
     async fn list_prompts(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        Ok(ListPromptsResult::with_all_items(prompts::list()))
+        let (items, next) = self.page(prompts::list(), request.as_ref())?;
+        let mut result = ListPromptsResult::with_all_items(items);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn get_prompt(
