@@ -388,3 +388,39 @@ async fn every_page_of_every_list_is_published() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_replaced_backend_publishes_only_its_successors_names() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let old = gw.upstreams.get("fx").expect("fx");
+    let mut snapshots = gw.catalog.subscribe();
+    let mut renamed = fixture("fx");
+    renamed.prefix = "new".into();
+    renamed.tools.include = vec!["echo".into()];
+    gw.apply(renamed);
+    let new = gw.upstreams.get("fx").expect("fx");
+    assert_ne!(
+        old.generation, new.generation,
+        "a changed spec starts a new instance"
+    );
+    tokio::time::timeout(WAIT, snapshots.wait_for(|s| s.tool("new__echo").is_some()))
+        .await
+        .expect("successor listed in time")
+        .expect("catalog alive");
+    tokio::time::timeout(WAIT, old.settled())
+        .await
+        .expect("old instance stops");
+    let snap = gw.catalog.current();
+    let names: Vec<&str> = snap.tools.iter().map(|e| e.public.as_str()).collect();
+    assert_eq!(
+        names,
+        ["new__echo"],
+        "the old instance's stop must not clear or add names"
+    );
+    let mut c = Client::initialized(&gw).await;
+    assert_eq!(
+        text_of(&c.call("new__echo", json!({"message": "m"})).await),
+        "m"
+    );
+    gw.stop().await;
+}

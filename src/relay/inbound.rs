@@ -23,8 +23,15 @@ impl Events for Gateway {
         }
     }
 
-    fn on_listing(&self, backend: &str, listing: Option<Arc<Listing>>) {
-        self.catalog.set_listing(backend, listing);
+    fn on_listing(&self, backend: &str, generation: u64, listing: Option<Arc<Listing>>) {
+        // Only the backend currently registered under this name may set its listing.
+        if self
+            .upstreams
+            .get(backend)
+            .is_some_and(|b| b.generation == generation)
+        {
+            self.catalog.set_listing(backend, listing);
+        }
     }
 }
 

@@ -55,9 +55,17 @@ impl Gateway {
         gateway
     }
 
-    /// Add or replace a backend: its names enter the catalog as soon as it lists them.
+    /// Add or replace a backend: its names enter the catalog as soon as it lists them. A
+    /// replaced backend's names leave at once; its successor publishes its own.
     pub fn apply(&self, spec: BackendSpec) {
+        let restarts = self
+            .upstreams
+            .get(&spec.name)
+            .is_none_or(|b| b.spec != spec);
         self.catalog.apply(&spec);
+        if restarts {
+            self.catalog.set_listing(&spec.name, None);
+        }
         self.upstreams.apply(spec);
     }
 

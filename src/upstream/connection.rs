@@ -30,8 +30,14 @@ pub struct ServerInit {
 pub trait Events: Send + Sync + 'static {
     fn on_message(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>);
     /// What a backend lists changed: set on connect and re-list, cleared (`None`) when it
-    /// goes down or is stopped.
-    fn on_listing(&self, backend: &str, listing: Option<Arc<crate::catalog::Listing>>);
+    /// goes down or is stopped. `generation` names the backend instance it comes from, so a
+    /// replaced backend's last word cannot overwrite its successor's listing.
+    fn on_listing(
+        &self,
+        backend: &str,
+        generation: u64,
+        listing: Option<Arc<crate::catalog::Listing>>,
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,8 @@ pub enum CallError {
 
 pub struct Connection {
     pub backend: Arc<str>,
+    /// The backend instance this session belongs to (see [`Events::on_listing`]).
+    pub generation: u64,
     transport: Transport,
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
     next_id: AtomicU64,
@@ -72,6 +80,7 @@ impl Connection {
     /// Wrap a started transport and spawn the reader that dispatches what arrives.
     pub fn start(
         backend: Arc<str>,
+        generation: u64,
         transport: Transport,
         mut inbound: mpsc::Receiver<Inbound>,
         events: Arc<dyn Events>,
@@ -79,6 +88,7 @@ impl Connection {
     ) -> Arc<Self> {
         let conn = Arc::new(Self {
             backend,
+            generation,
             transport,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),

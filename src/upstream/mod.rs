@@ -30,6 +30,8 @@ use transport::{Transport, TransportError};
 
 use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
 
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A session that lived this long resets the backoff: it was a crash, not a crash loop.
@@ -69,6 +71,8 @@ pub struct Status {
 
 pub struct Backend {
     pub name: Arc<str>,
+    /// Distinguishes this instance from earlier and later backends of the same name.
+    pub generation: u64,
     pub spec: BackendSpec,
     status: watch::Sender<Status>,
     conn: Mutex<Option<Arc<Connection>>>,
@@ -166,6 +170,7 @@ impl Backend {
         };
         let backend = Arc::new(Self {
             name: Arc::from(spec.name.as_str()),
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             spec,
             status: watch::Sender::new(Status {
                 state: initial,
@@ -276,7 +281,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 };
                 backend.set_conn(None);
                 if let Some(events) = ctx.events.upgrade() {
-                    events.on_listing(&backend.name, None);
+                    events.on_listing(&backend.name, backend.generation, None);
                 }
                 conn.close().await;
                 if let Some(p) = launched.as_mut() {
@@ -340,7 +345,14 @@ async fn connect(
         ),
     };
     let relist = relister(events.clone());
-    let conn = Connection::start(name.clone(), transport, rx, events.clone(), relist);
+    let conn = Connection::start(
+        name.clone(),
+        backend.generation,
+        transport,
+        rx,
+        events.clone(),
+        relist,
+    );
     let opened = async {
         let init = handshake::initialize(&conn)
             .await
@@ -360,7 +372,7 @@ async fn connect(
             return Err(format!("no answer to initialize within {secs} s"));
         }
     };
-    events.on_listing(name, Some(Arc::new(listing)));
+    events.on_listing(name, backend.generation, Some(Arc::new(listing)));
     Ok((conn, launched))
 }
 
@@ -377,7 +389,7 @@ fn relister(events: Arc<dyn Events>) -> impl Fn(&Arc<Connection>) + Send + 'stat
             let listing = handshake::list_all(&conn).await;
             if !conn.is_closed() {
                 tracing::debug!(backend = %conn.backend, "re-listed after list_changed");
-                events.on_listing(&conn.backend, Some(Arc::new(listing)));
+                events.on_listing(&conn.backend, conn.generation, Some(Arc::new(listing)));
             }
         }
     });
