@@ -407,9 +407,11 @@ async fn a_replaced_backend_publishes_only_its_successors_names() {
         .await
         .expect("successor listed in time")
         .expect("catalog alive");
-    tokio::time::timeout(WAIT, old.settled())
+    let mut old_status = old.watch_status();
+    tokio::time::timeout(WAIT, old_status.wait_for(|s| s.state.as_str() == "stopped"))
         .await
-        .expect("old instance stops");
+        .expect("old instance stops in time")
+        .expect("status alive");
     let snap = gw.catalog.current();
     let names: Vec<&str> = snap.tools.iter().map(|e| e.public.as_str()).collect();
     assert_eq!(
