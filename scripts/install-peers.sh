@@ -3,7 +3,7 @@
 #
 #   .peers/node  npm packages: server-everything, the TypeScript SDK, server-memory,
 #                server-filesystem
-#   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time
+#   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time, mcp-server-git
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
 #
 # Every step writes a stamp file holding its pinned versions; a step whose stamp
@@ -25,6 +25,7 @@ NPM_PKGS=(
 PY2_PKGS=(
   "mcp==2.3.0"
   "mcp-server-time==2026.10.19"
+  "mcp-server-git==2026.10.19"
   "pytest==9.2.0"
   "pytest-timeout==2.4.0"
   "anyio==4.16.0"

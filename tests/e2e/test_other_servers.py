@@ -1,9 +1,10 @@
-"""More real backends: mcp-server-time (Python SDK server), server-memory and server-filesystem
-(TypeScript SDK servers). Each alone over every frontend, and all of them behind one gateway."""
+"""More real backends: mcp-server-time and mcp-server-git (Python SDK servers), server-memory and
+server-filesystem (TypeScript SDK servers). Each alone over every frontend, and all of them behind one gateway."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ def specs(peers, tmp_path_factory) -> dict[str, dict]:
     files = tmp / "files"
     files.mkdir()
     (files / "hello.txt").write_text("hello filesystem\n")
+    repo = tmp / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=e2e", "-c", "user.email=e2e@localhost"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "README").write_text("through the gateway\n")
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first commit via e2e"], check=True)
+    (repo / "README").write_text("changed\n")
     return {
         "time": {"command": str(peers.py2), "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
         "memory": {"command": node_bin(), "args": [str(NODE_MODULES / "server-memory" / "dist" / "index.js")],
@@ -25,6 +34,8 @@ def specs(peers, tmp_path_factory) -> dict[str, dict]:
         "files": {"command": node_bin(),
                   "args": [str(NODE_MODULES / "server-filesystem" / "dist" / "index.js"), str(files)],
                   "_root": str(files)},
+        "git": {"command": str(peers.py2), "args": ["-m", "mcp_server_git", "--repository", str(repo)],
+                "_root": str(repo)},
     }
 
 
@@ -32,7 +43,7 @@ def clean(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if not k.startswith("_")}
 
 
-PROBE = {"time": "get_current_time", "memory": "create_entities", "files": "read_text_file"}
+PROBE = {"time": "get_current_time", "memory": "create_entities", "files": "read_text_file", "git": "git_status"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +86,14 @@ async def check_files(c, ep: Endpoint, root: str, backend: str = "files") -> Non
     assert r.is_error, "the filesystem server let a read escape its root"
 
 
-@pytest.mark.parametrize("server", ["time", "memory", "files"])
+async def check_git(c, ep: Endpoint, repo: str, backend: str = "git") -> None:
+    status = text_of(await c.call_tool(ep.name("git_status", backend), {"repo_path": repo}))
+    assert "modified:" in status and "README" in status, status
+    log = text_of(await c.call_tool(ep.name("git_log", backend), {"repo_path": repo}))
+    assert "first commit via e2e" in log, log
+
+
+@pytest.mark.parametrize("server", ["time", "memory", "files", "git"])
 async def test_single_server(single, specs, frontend: str, server: str):
     ep = single(server)
     if frontend not in ep.frontends:
@@ -85,6 +103,8 @@ async def test_single_server(single, specs, frontend: str, server: str):
             await check_time(c, ep)
         elif server == "memory":
             await check_memory(c, ep)
+        elif server == "git":
+            await check_git(c, ep, specs["git"]["_root"])
         else:
             await check_files(c, ep, specs["files"]["_root"])
 
@@ -97,11 +117,12 @@ async def test_all_servers_behind_one_gateway(specs, everything, gateway, fronte
     async with ep.connect(frontend) as c:
         tools = (await c.list_tools()).tools
         prefixes = {t.name.split("__", 1)[0] for t in tools}
-        assert prefixes == {"ev", "time", "memory", "files"}, prefixes
+        assert prefixes == {"ev", "time", "memory", "files", "git"}, prefixes
         assert text_of(await c.call_tool("ev__echo", {"message": "mix"})) == "Echo: mix"
         await check_time(c, ep)
         await check_memory(c, ep)
         await check_files(c, ep, specs["files"]["_root"])
+        await check_git(c, ep, specs["git"]["_root"])
     if ep.base_url:
         states = {b["name"]: b["state"] for b in ep.backends()}
-        assert states == dict.fromkeys(("ev", "time", "memory", "files"), "ready")
+        assert states == dict.fromkeys(("ev", "time", "memory", "files", "git"), "ready")
