@@ -232,9 +232,11 @@ impl Gateway {
 
 /// Which lists differ between two snapshots.
 pub fn changed_lists(old: &Snapshot, new: &Snapshot) -> [bool; 3] {
-    let defs = |e: &[crate::catalog::Entry]| e.iter().map(|x| &x.def).cloned().collect::<Vec<_>>();
-    let tools = defs(&old.tools) != defs(&new.tools);
-    let prompts = defs(&old.prompts) != defs(&new.prompts);
+    let same = |a: &[crate::catalog::Entry], b: &[crate::catalog::Entry]| {
+        a.iter().map(|e| &e.def).eq(b.iter().map(|e| &e.def))
+    };
+    let tools = !same(&old.tools, &new.tools);
+    let prompts = !same(&old.prompts, &new.prompts);
     let resources = old.resources != new.resources || old.templates != new.templates;
     [tools, prompts, resources]
 }
