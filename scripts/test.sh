@@ -80,13 +80,16 @@ stage() {
 stage peers bash "$SCRIPT_DIR/install-peers.sh"
 stage build cargo build --workspace --all-targets
 
+# The transport tests against the real server-everything are #[ignore]d for a bare `cargo test`;
+# here the peer is installed, so they run too.
+export EVERYTHING_BIN="$ROOT/.peers/node/node_modules/.bin/mcp-server-everything"
 if [[ "${SKIP_RUST_TESTS:-}" == "1" ]]; then
   DONE+=("rust tests skipped")
 elif cargo nextest --version >/dev/null 2>&1; then
   # --no-tests=pass: a workspace without unit tests is not a failure
-  stage rust-tests cargo nextest run --workspace --no-tests=pass
+  stage rust-tests cargo nextest run --workspace --no-tests=pass --run-ignored all
 else
-  stage rust-tests cargo test --workspace
+  stage rust-tests cargo test --workspace -- --include-ignored
 fi
 
 stage e2e "$ROOT/.peers/py2/bin/python" -m pytest tests/e2e -q "$@"
