@@ -94,9 +94,9 @@ pub fn params_mut(msg: &mut Value) -> Option<&mut Map<String, Value>> {
     msg.get_mut("params").and_then(Value::as_object_mut)
 }
 
-/// `params._meta.progressToken`, if the request carries one.
-pub fn progress_token(msg: &Value) -> Option<&Value> {
-    params(msg)?.get("_meta")?.get("progressToken")
+/// The message's id, or `null` for one without (what an error answer must carry then).
+pub fn id_or_null(msg: &Value) -> Value {
+    id(msg).cloned().unwrap_or(Value::Null)
 }
 
 /// Build a request message.

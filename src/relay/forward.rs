@@ -39,7 +39,7 @@ impl Gateway {
         };
         let Some(entry) = entry else {
             return jsonrpc::error(
-                id_of(&msg),
+                jsonrpc::id_or_null(&msg),
                 jsonrpc::INVALID_PARAMS,
                 self.unknown(kind, name),
                 Some(json!({ kind: name })),
@@ -90,7 +90,7 @@ impl Gateway {
                 let name = field("name");
                 let Some(entry) = snap.prompt(&name) else {
                     return jsonrpc::error(
-                        id_of(&msg),
+                        jsonrpc::id_or_null(&msg),
                         jsonrpc::INVALID_PARAMS,
                         format!("unknown prompt '{name}'"),
                         None,
@@ -168,7 +168,7 @@ impl Gateway {
         backend_name: &Arc<str>,
         what: &str,
     ) -> Value {
-        let down_id = id_of(&msg);
+        let down_id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
         let Some(backend) = self.upstreams.get(backend_name) else {
             return jsonrpc::error(
@@ -266,10 +266,6 @@ fn swap_progress_token(msg: &mut Value, up_id: u64) -> Option<Value> {
     Some(std::mem::replace(token, Value::from(up_id)))
 }
 
-fn id_of(msg: &Value) -> Value {
-    msg.get("id").cloned().unwrap_or(Value::Null)
-}
-
 fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
     jsonrpc::params(msg)?.get(key)?.as_str()
 }
@@ -282,12 +278,12 @@ fn with_param(mut msg: Value, key: &str, value: Value) -> Value {
 }
 
 fn invalid_params(msg: &Value, why: &str) -> Value {
-    jsonrpc::error(id_of(msg), jsonrpc::INVALID_PARAMS, why, None)
+    jsonrpc::error(jsonrpc::id_or_null(msg), jsonrpc::INVALID_PARAMS, why, None)
 }
 
 fn no_resource(msg: &Value, uri: &str) -> Value {
     jsonrpc::error(
-        id_of(msg),
+        jsonrpc::id_or_null(msg),
         jsonrpc::RESOURCE_NOT_FOUND,
         format!("no backend serves resource '{uri}'"),
         Some(json!({"uri": uri})),

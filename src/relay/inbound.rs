@@ -109,7 +109,7 @@ impl Gateway {
     /// A request from a backend to "the client": ask the client whose request is in flight on
     /// that backend, and send its answer back up with the backend's own id.
     fn server_request(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>) {
-        let up_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let up_id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
         let target = self
             .related_flight(conn, related.as_ref())

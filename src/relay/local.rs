@@ -151,7 +151,7 @@ impl Gateway {
     }
 
     pub(super) async fn subscribe(&self, session: &Session, msg: Value, on: bool) -> Value {
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let id = jsonrpc::id_or_null(&msg);
         let method = if on {
             "resources/subscribe"
         } else {

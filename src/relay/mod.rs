@@ -125,7 +125,7 @@ impl Gateway {
     }
 
     async fn request(self: &Arc<Self>, session: &Arc<Session>, msg: Value, sink: &Sink) -> Value {
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default();
         match method {
             "initialize" => self.initialize(session, id, &msg),

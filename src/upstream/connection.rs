@@ -132,7 +132,7 @@ impl Connection {
                 }
             }
             Ok(Kind::Request) if jsonrpc::method(&msg) == Some("ping") => {
-                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                let id = jsonrpc::id_or_null(&msg);
                 let conn = self.clone();
                 tokio::spawn(async move {
                     let _ = conn.send(jsonrpc::result(id, serde_json::json!({}))).await;
