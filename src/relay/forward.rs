@@ -45,11 +45,19 @@ impl Gateway {
                 Some(json!({ kind: name })),
             );
         };
-        let (backend, upstream) = (entry.backend.clone(), entry.upstream.clone());
-        let what = format!("{kind} '{}'", entry.public);
-        drop(snap);
-        let msg = with_param(msg, "name", Value::from(upstream));
-        self.forward(session, sink, msg, &backend, &what).await
+        let method = if kind == "tool" {
+            "tools/call"
+        } else {
+            "prompts/get"
+        };
+        let target = Target {
+            method,
+            kind,
+            name: &entry.public,
+        };
+        let msg = with_param(msg, "name", Value::from(entry.upstream.as_str()));
+        self.forward(session, sink, msg, &entry.backend, target)
+            .await
     }
 
     pub(super) async fn read_resource(
@@ -64,8 +72,12 @@ impl Gateway {
         let Some(backend) = self.catalog.current().resource_backend(&uri).cloned() else {
             return no_resource(&msg, &uri);
         };
-        self.forward(session, sink, msg, &backend, &format!("resource '{uri}'"))
-            .await
+        let target = Target {
+            method: "resources/read",
+            kind: "resource",
+            name: &uri,
+        };
+        self.forward(session, sink, msg, &backend, target).await
     }
 
     /// `completion/complete`, routed by the prompt or resource template it completes.
@@ -110,7 +122,11 @@ impl Gateway {
                     sink,
                     msg,
                     &backend,
-                    &format!("completion of prompt '{name}'"),
+                    Target {
+                        method: "completion/complete",
+                        kind: "completion of prompt",
+                        name: &name,
+                    },
                 )
                 .await
             }
@@ -129,7 +145,11 @@ impl Gateway {
                     sink,
                     msg,
                     &backend,
-                    &format!("completion of resource '{uri}'"),
+                    Target {
+                        method: "completion/complete",
+                        kind: "completion of resource",
+                        name: &uri,
+                    },
                 )
                 .await
             }
@@ -166,10 +186,10 @@ impl Gateway {
         sink: &Sink,
         mut msg: Value,
         backend_name: &Arc<str>,
-        what: &str,
+        what: Target<'_>,
     ) -> Value {
         let down_id = jsonrpc::id_or_null(&msg);
-        let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
+        let method = what.method;
         let Some(backend) = self.upstreams.get(backend_name) else {
             return jsonrpc::error(
                 down_id,
@@ -253,6 +273,21 @@ impl Gateway {
                 )
             }
         }
+    }
+}
+
+/// What a forwarded request is about, for error messages. Formatted only when an error is
+/// actually built, so the request path allocates no labels.
+#[derive(Clone, Copy)]
+pub(super) struct Target<'a> {
+    method: &'static str,
+    kind: &'static str,
+    name: &'a str,
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} '{}'", self.kind, self.name)
     }
 }
 
