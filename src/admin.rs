@@ -37,7 +37,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
             let s = b.status();
             json!({
                 "name": &*b.name,
-                "transport": b.spec.transport_kind(),
+                "transport": b.spec().transport_kind(),
                 "state": s.state.as_str(),
                 "lastError": s.last_error,
             })
@@ -65,8 +65,8 @@ fn describe(b: &Backend, [tools, prompts, resources, templates]: [usize; 4]) -> 
     let uptime = (s.state == BackendState::Ready).then(|| s.since.elapsed().as_secs());
     json!({
         "name": &*b.name,
-        "transport": b.spec.transport_kind(),
-        "prefix": b.spec.prefix,
+        "transport": b.spec().transport_kind(),
+        "prefix": b.spec().prefix,
         "state": s.state.as_str(),
         "lastError": s.last_error,
         "uptimeSeconds": uptime,

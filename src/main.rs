@@ -248,13 +248,13 @@ async fn log_summary(gw: Arc<Gateway>) {
         match s.state {
             State::Down => tracing::warn!(
                 backend = %b.name,
-                transport = b.spec.transport_kind(),
+                transport = b.spec().transport_kind(),
                 error = s.last_error.as_deref().unwrap_or("unknown"),
                 "backend is down"
             ),
             state => tracing::info!(
                 backend = %b.name,
-                transport = b.spec.transport_kind(),
+                transport = b.spec().transport_kind(),
                 state = state.as_str(),
                 tools,
                 prompts,

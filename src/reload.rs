@@ -1,7 +1,7 @@
 //! Live reload of the config file: when it changes on disk (or on SIGHUP) it is loaded again
 //! and, if valid, the live set of backends is reconciled to it. Added backends start, removed
-//! ones stop, changed ones are replaced, unchanged ones keep their sessions; every session is
-//! told through list_changed. An invalid file is reported and the running config is kept.
+//! ones stop, ones whose command or URL changed are replaced, and naming, filter and timeout
+//! edits apply without restarting the backend; every session is told through list_changed. An invalid file is reported and the running config is kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -118,4 +118,43 @@ impl BackendSpec {
     pub fn transport_kind(&self) -> &'static str {
         self.transport.kind()
     }
+
+    /// Whether `other` can keep this backend's upstream session: only the transport (what to
+    /// run or reach) and `disabled` define it; naming, filters and timeouts apply in place.
+    pub fn same_session(&self, other: &BackendSpec) -> bool {
+        self.transport == other.transport && self.disabled == other.disabled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdio(command: &str) -> BackendSpec {
+        BackendSpec {
+            name: "b".into(),
+            transport: TransportSpec::Stdio(ProcessSpec {
+                command: command.into(),
+                ..Default::default()
+            }),
+            prefix: "b".into(),
+            tools: ToolFilter::default(),
+            timeout: None,
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn only_transport_and_disabled_define_the_session() {
+        let base = stdio("srv");
+        let mut renamed = base.clone();
+        renamed.prefix = "x".into();
+        renamed.tools.include = vec!["a*".into()];
+        renamed.timeout = Some(Duration::from_secs(1));
+        assert!(base.same_session(&renamed));
+        assert!(!base.same_session(&stdio("other")));
+        let mut off = base.clone();
+        off.disabled = true;
+        assert!(!base.same_session(&off));
+    }
 }

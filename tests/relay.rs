@@ -394,14 +394,15 @@ async fn a_replaced_backend_publishes_only_its_successors_names() {
     let gw = gateway(vec![fixture("fx")]).await;
     let old = gw.upstreams.get("fx").expect("fx");
     let mut snapshots = gw.catalog.subscribe();
-    let mut renamed = fixture("fx");
-    renamed.prefix = "new".into();
-    renamed.tools.include = vec!["echo".into()];
-    gw.apply(renamed);
+    // A different command line is a different upstream session: a new instance.
+    let mut replaced = stdio_spec("fx", workspace_bin("mcp-fixture"), &["--name", "successor"]);
+    replaced.prefix = "new".into();
+    replaced.tools.include = vec!["echo".into()];
+    gw.apply(replaced);
     let new = gw.upstreams.get("fx").expect("fx");
     assert_ne!(
         old.generation, new.generation,
-        "a changed spec starts a new instance"
+        "a new transport starts a new instance"
     );
     tokio::time::timeout(WAIT, snapshots.wait_for(|s| s.tool("new__echo").is_some()))
         .await
@@ -419,10 +420,50 @@ async fn a_replaced_backend_publishes_only_its_successors_names() {
         ["new__echo"],
         "the old instance's stop must not clear or add names"
     );
+    let info = new.status().server_info.unwrap_or_default();
+    assert_eq!(info["name"], "successor", "{info}");
     let mut c = Client::initialized(&gw).await;
     assert_eq!(
         text_of(&c.call("new__echo", json!({"message": "m"})).await),
         "m"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn naming_and_filter_edits_keep_the_backend_session() {
+    let gw = gateway(vec![fixture("fx")]).await;
+    let before = gw.upstreams.get("fx").expect("fx");
+    let session = before.connection().expect("up");
+    let mut edited = fixture("fx");
+    edited.prefix = "renamed".into();
+    edited.tools.include = vec!["echo".into()];
+    edited.timeout = Some(std::time::Duration::from_secs(7));
+    gw.apply(edited);
+    // The names change at once, without waiting for the backend.
+    let names: Vec<String> = gw
+        .catalog
+        .current()
+        .tools
+        .iter()
+        .map(|e| e.public.clone())
+        .collect();
+    assert_eq!(names, ["renamed__echo"]);
+    let after = gw.upstreams.get("fx").expect("fx");
+    assert_eq!(before.generation, after.generation, "same instance");
+    assert!(
+        std::sync::Arc::ptr_eq(&session, &after.connection().expect("still up")),
+        "same session"
+    );
+    assert_eq!(
+        after.spec().timeout,
+        Some(std::time::Duration::from_secs(7))
+    );
+    assert_eq!(after.status().restarts, 0);
+    let mut c = Client::initialized(&gw).await;
+    assert_eq!(
+        text_of(&c.call("renamed__echo", json!({"message": "kept"})).await),
+        "kept"
     );
     gw.stop().await;
 }

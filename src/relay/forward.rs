@@ -165,10 +165,12 @@ impl Gateway {
     fn unknown(&self, kind: &str, name: &str) -> String {
         let sep = &self.settings.separator;
         let owner = self.upstreams.all().into_iter().find(|b| {
-            !b.spec.prefix.is_empty()
-                && name.len() > b.spec.prefix.len() + sep.len()
-                && name.starts_with(b.spec.prefix.as_str())
-                && name[b.spec.prefix.len()..].starts_with(sep.as_str())
+            let prefix = &b.spec().prefix;
+            !prefix.is_empty()
+                && name
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|rest| rest.strip_prefix(sep.as_str()))
+                    .is_some_and(|rest| !rest.is_empty())
                 && b.connection().is_none()
         });
         match owner {
@@ -223,7 +225,7 @@ impl Gateway {
         });
         let _tracked = self.routes.track(flight.clone());
         let timeout = backend
-            .spec
+            .spec()
             .timeout
             .unwrap_or(self.settings.request_timeout);
         let call = conn.call(up_id, msg);

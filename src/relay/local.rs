@@ -88,8 +88,13 @@ impl Gateway {
             .filter_map(|b| {
                 let conn = b.connection()?;
                 let text = conn.init()?.instructions.as_deref()?.trim().to_owned();
-                (!text.is_empty())
-                    .then(|| format!("## {} (tools prefixed '{}')\n{text}", b.name, b.spec.prefix))
+                (!text.is_empty()).then(|| {
+                    format!(
+                        "## {} (tools prefixed '{}')\n{text}",
+                        b.name,
+                        b.spec().prefix
+                    )
+                })
             })
             .collect();
         (!parts.is_empty()).then(|| parts.join("\n\n"))

@@ -55,18 +55,13 @@ impl Gateway {
         gateway
     }
 
-    /// Add or replace a backend: its names enter the catalog as soon as it lists them. A
-    /// replaced backend's names leave at once; its successor publishes its own.
+    /// Add or change a backend. Naming and filter edits republish its names at once; a new
+    /// transport replaces it, its old names leave, and its successor publishes its own.
     pub fn apply(&self, spec: BackendSpec) {
-        let restarts = self
-            .upstreams
-            .get(&spec.name)
-            .is_none_or(|b| b.spec != spec);
         self.catalog.apply(&spec);
-        if restarts {
-            self.catalog.set_listing(&spec.name, None);
-        }
-        self.upstreams.apply(spec);
+        let name = spec.name.clone();
+        self.upstreams
+            .apply(spec, || self.catalog.set_listing(&name, None));
     }
 
     /// Remove a backend: its names leave the catalog and its session is closed.

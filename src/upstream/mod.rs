@@ -73,7 +73,10 @@ pub struct Backend {
     pub name: Arc<str>,
     /// Distinguishes this instance from earlier and later backends of the same name.
     pub generation: u64,
-    pub spec: BackendSpec,
+    /// Fixed for the instance's life: a change of `disabled` makes a new instance.
+    disabled: bool,
+    /// Replaced in place by edits that keep the session (see `BackendSpec::same_session`).
+    spec: std::sync::RwLock<Arc<BackendSpec>>,
     status: watch::Sender<Status>,
     conn: Mutex<Option<Arc<Connection>>>,
     stop: CancellationToken,
@@ -115,21 +118,22 @@ impl Upstreams {
         self.backends.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Start `spec`, replacing a backend of the same name unless its spec is unchanged.
-    /// Returns whether anything changed.
-    pub fn apply(&self, spec: BackendSpec) -> bool {
+    /// Start `spec`. A backend of the same name keeps its session when the new spec allows
+    /// (`BackendSpec::same_session`) and takes the new naming, filters and timeout in place;
+    /// otherwise it is replaced, and `before_start` runs just before its successor starts.
+    pub fn apply(&self, spec: BackendSpec, before_start: impl FnOnce()) {
         let mut backends = self.lock();
-        if backends
-            .get(spec.name.as_str())
-            .is_some_and(|b| b.spec == spec)
+        if let Some(b) = backends.get(spec.name.as_str())
+            && b.spec().same_session(&spec)
         {
-            return false;
+            *b.spec.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(spec);
+            return;
         }
+        before_start();
         let backend = Backend::start(spec, self.ctx.clone());
         if let Some(old) = backends.insert(backend.name.clone(), backend) {
             tokio::spawn(async move { old.stop().await });
         }
-        true
     }
 
     /// Stop and forget a backend.
@@ -170,8 +174,9 @@ impl Backend {
         };
         let backend = Arc::new(Self {
             name: Arc::from(spec.name.as_str()),
+            disabled: spec.disabled,
             generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            spec,
+            spec: std::sync::RwLock::new(Arc::new(spec)),
             status: watch::Sender::new(Status {
                 state: initial,
                 last_error: None,
@@ -184,11 +189,19 @@ impl Backend {
             stop: CancellationToken::new(),
             task: Mutex::new(None),
         });
-        if !backend.spec.disabled {
+        if !backend.disabled {
             let task = tokio::spawn(supervise(backend.clone(), ctx));
             *backend.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
         }
         backend
+    }
+
+    /// The backend's current spec.
+    pub fn spec(&self) -> Arc<BackendSpec> {
+        self.spec
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The live session, if the backend is up.
@@ -274,7 +287,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 });
                 backend.set_conn(Some(conn.clone()));
                 backend.set(State::Ready, None);
-                tracing::info!(backend = %backend.name, transport = backend.spec.transport_kind(), "backend ready");
+                tracing::info!(backend = %backend.name, transport = backend.spec().transport_kind(), "backend ready");
                 let stopped = tokio::select! {
                     _ = backend.stop.cancelled() => true,
                     _ = conn.closed() => false,
@@ -322,7 +335,8 @@ async fn connect(
     let events = ctx.events.upgrade().ok_or("the gateway is shutting down")?;
     let (tx, rx) = mpsc::channel(256);
     let mut launched = None;
-    let transport = match &backend.spec.transport {
+    let spec = backend.spec();
+    let transport = match &spec.transport {
         TransportSpec::Stdio(p) => {
             Transport::Stdio(stdio::StdioTransport::start(name, p, tx).map_err(err)?)
         }
