@@ -1,7 +1,8 @@
 //! Live reload of the config file: when it changes on disk (or on SIGHUP) it is loaded again
 //! and, if valid, the live set of backends is reconciled to it. Added backends start, removed
 //! ones stop, ones whose command or URL changed are replaced, and naming, filter and timeout
-//! edits apply without restarting the backend; every session is told through list_changed. An invalid file is reported and the running config is kept.
+//! edits apply without restarting the backend; every session is told through list_changed.
+//! An invalid file is reported and the running config is kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
