@@ -65,13 +65,14 @@ impl Fixture {
         self
     }
 
-    /// One page of `items` starting at `cursor` (an offset this server handed out), and the
-    /// cursor of the next page.
-    fn page<T>(
+    /// One page of `items` starting at `cursor` (an offset this server handed out), as a list
+    /// result made by `wrap` with the next page's cursor set.
+    fn page<T, R: Paged>(
         &self,
         mut items: Vec<T>,
         request: Option<&PaginatedRequestParams>,
-    ) -> Result<(Vec<T>, Option<String>), McpError> {
+        wrap: fn(Vec<T>) -> R,
+    ) -> Result<R, McpError> {
         let start = match request.and_then(|r| r.cursor.as_deref()) {
             None => 0,
             Some(c) => c
@@ -81,12 +82,14 @@ impl Fixture {
                 .ok_or_else(|| McpError::invalid_params(format!("invalid cursor {c:?}"), None))?,
         };
         let Some(size) = self.page_size else {
-            return Ok((items, None));
+            return Ok(wrap(items));
         };
         let end = (start + size).min(items.len());
         let next = (end < items.len()).then(|| end.to_string());
         items.truncate(end);
-        Ok((items.split_off(start), next))
+        let mut result = wrap(items.split_off(start));
+        result.set_next_cursor(next);
+        Ok(result)
     }
 
     /// A handler for a new http session: same name, tools and shared state,
@@ -98,6 +101,28 @@ impl Fixture {
         }
     }
 }
+
+/// A list result that can point at its next page.
+trait Paged {
+    fn set_next_cursor(&mut self, cursor: Option<String>);
+}
+
+macro_rules! paged {
+    ($($t:ty),*) => {$(
+        impl Paged for $t {
+            fn set_next_cursor(&mut self, cursor: Option<String>) {
+                self.next_cursor = cursor;
+            }
+        }
+    )*};
+}
+
+paged!(
+    ListToolsResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListPromptsResult
+);
 
 /// State shared by every session of one fixture process.
 #[derive(Default)]
@@ -171,10 +196,11 @@ impl ServerHandler for Fixture {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let (items, next) = self.page(self.tool_router.list_all(), request.as_ref())?;
-        let mut result = ListToolsResult::with_all_items(items);
-        result.next_cursor = next;
-        Ok(result)
+        self.page(
+            self.tool_router.list_all(),
+            request.as_ref(),
+            ListToolsResult::with_all_items,
+        )
     }
 
     async fn list_resources(
@@ -182,10 +208,11 @@ impl ServerHandler for Fixture {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let (items, next) = self.page(resources::list(), request.as_ref())?;
-        let mut result = ListResourcesResult::with_all_items(items);
-        result.next_cursor = next;
-        Ok(result)
+        self.page(
+            resources::list(),
+            request.as_ref(),
+            ListResourcesResult::with_all_items,
+        )
     }
 
     async fn list_resource_templates(
@@ -193,10 +220,11 @@ impl ServerHandler for Fixture {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let (items, next) = self.page(resources::templates(), request.as_ref())?;
-        let mut result = ListResourceTemplatesResult::with_all_items(items);
-        result.next_cursor = next;
-        Ok(result)
+        self.page(
+            resources::templates(),
+            request.as_ref(),
+            ListResourceTemplatesResult::with_all_items,
+        )
     }
 
     async fn read_resource(
@@ -230,10 +258,11 @@ impl ServerHandler for Fixture {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        let (items, next) = self.page(prompts::list(), request.as_ref())?;
-        let mut result = ListPromptsResult::with_all_items(items);
-        result.next_cursor = next;
-        Ok(result)
+        self.page(
+            prompts::list(),
+            request.as_ref(),
+            ListPromptsResult::with_all_items,
+        )
     }
 
     async fn get_prompt(
