@@ -97,23 +97,42 @@ fn number_decimal(number: &serde_json::Number) -> Result<Decimal, &'static str> 
     Decimal::parse(&format!("{float}")).ok_or("is too large")
 }
 
-/// A duration from a string: a bare number means seconds.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `text` as a number with an optional unit from `units`, scaled to the base unit; a bare
+/// number counts as `bare` base units. `None` when the product overflows.
+fn parse_scaled(
+    text: &str,
+    units: &[(&str, u128)],
+    bare: u128,
+    help: &str,
+    unit_matches: fn(&str, &str) -> bool,
+) -> Result<Option<u128>, String> {
     let (number, unit) = split_unit(text);
     if number.is_empty() && text.trim_start().starts_with('-') {
         return Err("must be greater than zero".to_owned());
     }
     let factor = if unit.is_empty() {
-        1_000_000_000
+        bare
     } else {
-        DURATION_UNITS
+        units
             .iter()
-            .find(|(name, _)| *name == unit)
+            .find(|(name, _)| unit_matches(name, unit))
             .map(|(_, factor)| *factor)
-            .ok_or_else(|| DURATION_HELP.to_owned())?
+            .ok_or_else(|| help.to_owned())?
     };
-    let decimal = Decimal::parse(number).ok_or_else(|| DURATION_HELP.to_owned())?;
-    nanos_to_duration(decimal.times(factor))
+    let decimal = Decimal::parse(number).ok_or_else(|| help.to_owned())?;
+    Ok(decimal.times(factor))
+}
+
+/// A duration from a string: a bare number means seconds.
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let nanos = parse_scaled(
+        text,
+        DURATION_UNITS,
+        1_000_000_000,
+        DURATION_HELP,
+        |a, b| a == b,
+    )?;
+    nanos_to_duration(nanos)
 }
 
 fn nanos_to_duration(nanos: Option<u128>) -> Result<Duration, String> {
@@ -139,23 +158,10 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
     }
 }
 
-/// A byte size from a string: a bare number means bytes.
+/// A byte size from a string: a bare number means bytes; units are case-insensitive.
 pub(super) fn parse_size(text: &str) -> Result<usize, String> {
-    let (number, unit) = split_unit(text);
-    if number.is_empty() && text.trim_start().starts_with('-') {
-        return Err("must be greater than zero".to_owned());
-    }
-    let factor = if unit.is_empty() {
-        1
-    } else {
-        SIZE_UNITS
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
-            .map(|(_, factor)| *factor)
-            .ok_or_else(|| SIZE_HELP.to_owned())?
-    };
-    let decimal = Decimal::parse(number).ok_or_else(|| SIZE_HELP.to_owned())?;
-    bytes_to_usize(decimal.times(factor))
+    let bytes = parse_scaled(text, SIZE_UNITS, 1, SIZE_HELP, str::eq_ignore_ascii_case)?;
+    bytes_to_usize(bytes)
 }
 
 fn bytes_to_usize(bytes: Option<u128>) -> Result<usize, String> {
