@@ -95,69 +95,58 @@ impl Gateway {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let kind = field("type");
         let snap = self.catalog.current();
-        match kind.as_str() {
+        let (backend, kind, name, upstream) = match field("type").as_str() {
             "ref/prompt" => {
                 let name = field("name");
                 let Some(entry) = snap.prompt(&name) else {
                     return jsonrpc::error(
                         jsonrpc::id_or_null(&msg),
                         jsonrpc::INVALID_PARAMS,
-                        format!("unknown prompt '{name}'"),
+                        self.unknown("prompt", &name),
                         None,
                     );
                 };
-                let (backend, upstream) = (entry.backend.clone(), entry.upstream.clone());
-                drop(snap);
-                let mut msg = msg;
-                if let Some(r) = jsonrpc::params_mut(&mut msg)
-                    .and_then(|p| p.get_mut("ref"))
-                    .and_then(Value::as_object_mut)
-                {
-                    r.insert("name".into(), Value::from(upstream));
-                }
-                self.forward(
-                    session,
-                    sink,
-                    msg,
-                    &backend,
-                    Target {
-                        method: "completion/complete",
-                        kind: "completion of prompt",
-                        name: &name,
-                    },
+                let upstream = Some(entry.upstream.clone());
+                (
+                    entry.backend.clone(),
+                    "completion of prompt",
+                    name,
+                    upstream,
                 )
-                .await
             }
             "ref/resource" => {
                 let uri = field("uri");
-                let Some(backend) = snap
+                let found = snap
                     .template_backend(&uri)
-                    .or_else(|| snap.resource_backend(&uri))
-                    .cloned()
-                else {
+                    .or_else(|| snap.resource_backend(&uri));
+                let Some(backend) = found.cloned() else {
                     return no_resource(&msg, &uri);
                 };
-                drop(snap);
-                self.forward(
-                    session,
-                    sink,
-                    msg,
-                    &backend,
-                    Target {
-                        method: "completion/complete",
-                        kind: "completion of resource",
-                        name: &uri,
-                    },
-                )
-                .await
+                (backend, "completion of resource", uri, None)
             }
-            _ => invalid_params(
-                &msg,
-                "completion/complete needs params.ref of type ref/prompt or ref/resource",
-            ),
+            _ => {
+                return invalid_params(
+                    &msg,
+                    "completion/complete needs params.ref of type ref/prompt or ref/resource",
+                );
+            }
+        };
+        drop(snap);
+        let mut msg = msg;
+        if let Some(upstream) = upstream
+            && let Some(r) = jsonrpc::params_mut(&mut msg)
+                .and_then(|p| p.get_mut("ref"))
+                .and_then(Value::as_object_mut)
+        {
+            r.insert("name".into(), Value::from(upstream));
         }
+        let target = Target {
+            method: "completion/complete",
+            kind,
+            name: &name,
+        };
+        self.forward(session, sink, msg, &backend, target).await
     }
 
     /// "unknown tool 'x'", naming the backend when the name carries the prefix of one that is
