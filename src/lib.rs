@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod frontend;
 pub mod jsonrpc;
+pub mod k8s;
 pub mod relay;
 pub mod reload;
 pub mod session;

@@ -41,6 +41,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the McpBackend CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
     /// Print the version.
     Version,
 }
@@ -62,6 +64,50 @@ struct ServeArgs {
     /// How clients connect: one HTTP listener (/mcp and /sse), or this process's stdin/stdout.
     #[arg(long, value_enum, default_value_t = Transport::Http)]
     transport: Transport,
+    #[command(flatten)]
+    kubernetes: KubeArgs,
+}
+
+/// Serving `McpBackend` resources from a cluster.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kubernetes")]
+struct KubeArgs {
+    /// Watch McpBackend resources and serve them (with the config file's backends, if any).
+    /// The API is reached through KUBECONFIG or the pod's service account.
+    #[arg(long = "kubernetes", env = "MCP_GATEWAY_KUBERNETES")]
+    enabled: bool,
+    /// A namespace to watch; repeat for several [default: all namespaces].
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "MCP_GATEWAY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// Only McpBackends matching this label selector, e.g. `team=a,tier!=test`.
+    #[arg(long, env = "MCP_GATEWAY_SELECTOR")]
+    selector: Option<String>,
+    /// A command stdio McpBackends may run in the gateway's pod (glob; `*` allows any);
+    /// repeat for several [default: none is allowed].
+    #[arg(
+        long = "allow-command",
+        value_name = "GLOB",
+        env = "MCP_GATEWAY_ALLOW_COMMANDS",
+        value_delimiter = ','
+    )]
+    allow_commands: Vec<String>,
+    /// The Lease that elects the replica writing McpBackend status.
+    #[arg(long, env = "MCP_GATEWAY_LEASE_NAME", default_value = "mcp-gateway")]
+    lease_name: String,
+    /// The Lease's namespace [default: the pod's namespace, else `default`].
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Lease [default: the pod name, else the host name].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How often Secret and ConfigMap references are read again, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    resync: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +121,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Version => {
             println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Crd => {
+            print!("{}", mcp_gateway::k8s::crd_yaml());
             Ok(())
         }
         Command::Check { config } => check(&config),
@@ -103,9 +153,17 @@ fn check(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+fn load(path: Option<&Path>, kubernetes: bool) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(config::load(p)?),
+        // In a cluster the backends come from McpBackend resources.
+        None if kubernetes => Ok(config::parse(
+            "mcpServers: {}",
+            "no config",
+            config::Format::Yaml,
+            None,
+            &|_| None,
+        )?),
         None => Ok(config::parse(
             EMBEDDED_DEFAULT,
             "embedded default config",
@@ -135,11 +193,16 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
-    let cfg = load(args.config.as_deref())?;
-    for w in &cfg.warnings {
+    let kubernetes = args.kubernetes.enabled;
+    let cfg = load(args.config.as_deref(), kubernetes)?;
+    for w in cfg
+        .warnings
+        .iter()
+        .filter(|_| args.config.is_some() || !kubernetes)
+    {
         tracing::warn!("{w}");
     }
-    if args.config.is_none() {
+    if args.config.is_none() && !kubernetes {
         tracing::info!("no --config given: serving the embedded default (examples/gateway.yaml)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -166,6 +229,13 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
     if let Some(path) = args.config.clone() {
         tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
     }
+    if args.kubernetes.enabled {
+        let opts = kube_options(&args.kubernetes)?;
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot reach the Kubernetes API (KUBECONFIG or the pod's service account)")?;
+        tokio::spawn(mcp_gateway::k8s::run(gw.clone(), client, opts));
+    }
 
     let outcome = match args.transport {
         Transport::Stdio => {
@@ -189,6 +259,42 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
     };
     gw.stop().await;
     outcome
+}
+
+fn kube_options(args: &KubeArgs) -> anyhow::Result<mcp_gateway::k8s::Options> {
+    let policy =
+        mcp_gateway::k8s::StdioPolicy::new(&args.allow_commands).map_err(anyhow::Error::msg)?;
+    let identity = match &args.identity {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "mcp-gateway".into());
+            format!("{host}-{}", std::process::id())
+        }
+    };
+    if args.resync == 0 {
+        bail!("--resync must be at least 1 second");
+    }
+    Ok(mcp_gateway::k8s::Options {
+        namespaces: args
+            .namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        selector: args.selector.clone().filter(|s| !s.is_empty()),
+        policy,
+        lease_name: args.lease_name.clone(),
+        lease_namespace: args
+            .lease_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        identity,
+        resync: Duration::from_secs(args.resync),
+    })
 }
 
 async fn serve_http(

@@ -159,6 +159,25 @@ pub fn parse(
     })
 }
 
+/// One backend entry from another source (an `McpBackend` resource's `spec`, already turned
+/// into the entry's JSON shape): the same keys, rules and messages as an `mcpServers` entry, so
+/// that every source normalises through one function. No `${VAR}` expansion and no relative
+/// paths apply. Problem paths start at `spec`.
+pub fn backend_entry(name: &str, entry: &Value, source: &str) -> Result<BackendSpec, ConfigError> {
+    let mut report = Report::default();
+    let spec = backend::backend(&mut report, "", "spec", entry, None);
+    match spec {
+        Some(mut spec) if report.problems.is_empty() => {
+            spec.name = name.to_owned();
+            Ok(spec)
+        }
+        _ => Err(ConfigError {
+            source: source.to_owned(),
+            problems: report.problems,
+        }),
+    }
+}
+
 /// The top level: where the backends are, and the `gateway` section.
 fn document(
     report: &mut Report,

@@ -31,8 +31,32 @@ pub struct Gateway {
     pub upstreams: Upstreams,
     pub sessions: Sessions,
     routes: Routes,
+    /// Which source declared each backend, so that each reconciles only its own.
+    owners: std::sync::Mutex<std::collections::HashMap<String, Origin>>,
     /// Cancelled once, when the gateway starts shutting down.
     pub shutdown: CancellationToken,
+}
+
+/// Where a backend was declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Kubernetes,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::File => "config file",
+            Self::Kubernetes => "McpBackend resources",
+        })
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 // === impl Gateway ===
@@ -47,6 +71,7 @@ impl Gateway {
                 upstreams: Upstreams::new(settings.clone(), events),
                 sessions: Sessions::default(),
                 routes: Routes::default(),
+                owners: Default::default(),
                 settings,
                 shutdown: CancellationToken::new(),
             }
@@ -55,32 +80,71 @@ impl Gateway {
         gateway
     }
 
+    /// Add or change a backend declared in the config file (see [`Gateway::apply_from`]).
+    pub fn apply(&self, spec: BackendSpec) {
+        if let Err(owner) = self.apply_from(Origin::File, spec) {
+            tracing::error!("a backend of that name is already declared by the {owner}");
+        }
+    }
+
     /// Add or change a backend. Naming and filter edits republish its names at once; a new
     /// transport replaces it, its old names leave, and its successor publishes its own.
-    pub fn apply(&self, spec: BackendSpec) {
+    /// Refused, with the owner, when another source declared a backend of the same name.
+    pub fn apply_from(&self, origin: Origin, spec: BackendSpec) -> Result<(), Origin> {
+        {
+            let mut owners = lock(&self.owners);
+            match owners.get(&spec.name) {
+                Some(owner) if *owner != origin => return Err(*owner),
+                Some(_) => {}
+                None => {
+                    owners.insert(spec.name.clone(), origin);
+                }
+            }
+        }
         self.catalog.apply(&spec);
         let name = spec.name.clone();
         self.upstreams
             .apply(spec, || self.catalog.set_listing(&name, None));
+        Ok(())
     }
 
     /// Remove a backend: its names leave the catalog and its session is closed.
     pub async fn remove(&self, name: &str) -> bool {
+        lock(&self.owners).remove(name);
         self.catalog.remove(name);
         self.upstreams.remove(name).await
     }
 
-    /// Make the live set of backends equal to `specs` (a config load or reload).
+    /// Remove a backend if `origin` declared it.
+    pub async fn remove_from(&self, origin: Origin, name: &str) -> bool {
+        if lock(&self.owners).get(name) != Some(&origin) {
+            return false;
+        }
+        self.remove(name).await
+    }
+
+    /// Make the config file's backends equal to `specs` (a load or reload).
     pub async fn reconcile(&self, specs: Vec<BackendSpec>) {
+        self.reconcile_from(Origin::File, specs).await;
+    }
+
+    /// Make the backends `origin` declared equal to `specs`; other sources' are left alone.
+    pub async fn reconcile_from(&self, origin: Origin, specs: Vec<BackendSpec>) {
         let wanted: std::collections::HashSet<String> =
             specs.iter().map(|s| s.name.clone()).collect();
-        for b in self.upstreams.all() {
-            if !wanted.contains(&*b.name) {
-                self.remove(&b.name).await;
-            }
+        let owned: Vec<String> = lock(&self.owners)
+            .iter()
+            .filter(|(name, owner)| **owner == origin && !wanted.contains(*name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in owned {
+            self.remove(&name).await;
         }
         for spec in specs {
-            self.apply(spec);
+            let name = spec.name.clone();
+            if let Err(owner) = self.apply_from(origin, spec) {
+                tracing::error!(backend = %name, "not applied: the {owner} declares a backend of that name");
+            }
         }
     }
 

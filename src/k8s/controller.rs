@@ -1,0 +1,487 @@
+//! The controller shell: watch `McpBackend`s, drive the live catalog, write status back.
+//!
+//! - **Watching** uses kube's `watcher` (list, then watch from the list's resourceVersion with
+//!   bookmarks; on 410 Gone or a dropped connection it re-lists, with backoff). A re-list ends
+//!   with `InitDone`, and whatever was tracked in that scope but not listed again was deleted
+//!   while the watch was down, so it is removed then.
+//! - **Reconciling** one resource = fetch the Secret/ConfigMap keys it names, [`resolve`] it,
+//!   and apply the result to the gateway. The gateway restarts a backend only when its
+//!   transport changed; an unchanged resource changes nothing. A periodic resync re-reads
+//!   references, so a rotated Secret or one created late is picked up without an edit.
+//! - **Status** is written by one task, and only while this replica holds the Lease: every
+//!   replica serves every backend, one reports. It compares what it would write with the
+//!   status the API holds and patches (server-side apply, own field manager, `/status`
+//!   subresource) only when they differ, so replicas and restarts never fight or loop.
+//! - No finalizer: deleting an `McpBackend` never waits for a gateway, and a gateway that
+//!   missed the deletion catches up at its next list.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use super::crd::{FIELD_MANAGER, McpBackend, McpBackendStatus};
+use super::resolve::{self, Fetched, Reference, Refusal, StdioPolicy, backend_name};
+use super::status::{self, Observed};
+use crate::relay::{Gateway, Origin};
+use crate::spec::BackendSpec;
+use crate::upstream::Backend;
+
+/// What the controller watches and how it behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// A label selector (`team=a,tier!=test`) the resources must match.
+    pub selector: Option<String>,
+    pub policy: StdioPolicy,
+    /// The Lease that decides which replica writes status.
+    pub lease_name: String,
+    pub lease_namespace: String,
+    /// This replica's name in the Lease (the pod name).
+    pub identity: String,
+    /// How often references are re-read.
+    pub resync: Duration,
+}
+
+/// One `McpBackend` as the controller last saw and handled it.
+struct Tracked {
+    /// The latest object from the watch or from our own status patch.
+    resource: McpBackend,
+    /// The generation the outcome describes.
+    generation: Option<i64>,
+    outcome: Result<BackendSpec, Refusal>,
+    /// The gateway backend whose status changes we forward, to notice a replacement.
+    backend: Option<Arc<Backend>>,
+}
+
+struct Controller {
+    gw: Arc<Gateway>,
+    client: Client,
+    opts: Options,
+    tracked: Mutex<BTreeMap<String, Tracked>>,
+    /// Poked whenever what status would say may have changed.
+    dirty: Arc<Notify>,
+}
+
+/// Run until the gateway shuts down. Errors only when the API cannot be used at all.
+pub async fn run(gw: Arc<Gateway>, client: Client, opts: Options) {
+    let controller = Arc::new(Controller {
+        gw: gw.clone(),
+        client: client.clone(),
+        opts,
+        tracked: Mutex::new(BTreeMap::new()),
+        dirty: Arc::new(Notify::new()),
+    });
+    let leader = super::lease::elect(
+        client.clone(),
+        &controller.opts.lease_name,
+        &controller.opts.lease_namespace,
+        &controller.opts.identity,
+        gw.shutdown.clone(),
+    );
+    let writer = tokio::spawn(controller.clone().write_status(leader));
+    controller.watch().await;
+    let _ = writer.await;
+}
+
+// === impl Controller ===
+
+impl Controller {
+    /// The main loop: one watch per namespace (or one for all), plus the resync tick.
+    async fn watch(self: &Arc<Self>) {
+        let scopes: Vec<Option<String>> = match self.opts.namespaces.is_empty() {
+            true => vec![None],
+            false => self.opts.namespaces.iter().cloned().map(Some).collect(),
+        };
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &self.opts.selector {
+            config = config.labels(selector);
+        }
+        let streams = scopes.iter().map(|scope| {
+            let api: Api<McpBackend> = match scope {
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            };
+            let scope = scope.clone();
+            watch_stream(api, config.clone())
+                .default_backoff()
+                .map(move |event| (scope.clone(), event))
+                .boxed()
+        });
+        let mut events = stream::select_all(streams);
+        let mut listing: HashMap<Option<String>, BTreeSet<String>> = HashMap::new();
+        let mut resync = tokio::time::interval(self.opts.resync);
+        resync.tick().await;
+        tracing::info!(
+            namespaces = %describe_scopes(&self.opts.namespaces),
+            selector = self.opts.selector.as_deref().unwrap_or(""),
+            "watching McpBackend resources"
+        );
+        loop {
+            tokio::select! {
+                _ = self.gw.shutdown.cancelled() => return,
+                _ = resync.tick() => self.resync().await,
+                next = events.next() => {
+                    let Some((scope, event)) = next else { return };
+                    match event {
+                        Ok(event) => self.handle(scope, event, &mut listing).await,
+                        Err(error) => {
+                            super::record::watch_restart(&self.gw);
+                            tracing::warn!("McpBackend watch interrupted, resuming: {error}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        self: &Arc<Self>,
+        scope: Option<String>,
+        event: Event<McpBackend>,
+        listing: &mut HashMap<Option<String>, BTreeSet<String>>,
+    ) {
+        match event {
+            Event::Init => {
+                listing.insert(scope, BTreeSet::new());
+            }
+            Event::InitApply(resource) => {
+                if let Some(seen) = listing.get_mut(&scope) {
+                    seen.insert(key(&resource));
+                }
+                self.reconcile(resource).await;
+            }
+            Event::InitDone => {
+                let seen = listing.remove(&scope).unwrap_or_default();
+                let gone: Vec<String> = {
+                    let tracked = lock(&self.tracked);
+                    tracked
+                        .iter()
+                        .filter(|(k, t)| in_scope(&scope, &t.resource) && !seen.contains(*k))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                };
+                for key in gone {
+                    self.forget(&key).await;
+                }
+            }
+            Event::Apply(resource) => self.reconcile(resource).await,
+            Event::Delete(resource) => self.forget(&key(&resource)).await,
+        }
+    }
+
+    /// Resolve one resource and make the gateway serve what it says.
+    async fn reconcile(self: &Arc<Self>, resource: McpBackend) {
+        let started = Instant::now();
+        let key = key(&resource);
+        let namespace = resource.namespace().unwrap_or_else(|| "default".into());
+        let refs = resolve::references(&resource.spec);
+        let fetched = self.fetch(&namespace, refs).await;
+        let mut outcome = resolve::resolve(&resource, &fetched, &self.opts.policy);
+        let previous = lock(&self.tracked)
+            .get(&key)
+            .and_then(|t| t.outcome.as_ref().ok().cloned());
+        let result = match &mut outcome {
+            Ok(spec) if previous.as_ref() == Some(spec) => "unchanged",
+            Ok(spec) => match self.gw.apply_from(Origin::Kubernetes, spec.clone()) {
+                Ok(()) => {
+                    tracing::info!(backend = %spec.name, transport = spec.transport_kind(),
+                        generation = resource.metadata.generation, "McpBackend applied");
+                    "applied"
+                }
+                Err(owner) => {
+                    outcome = Err(Refusal {
+                        reason: "NameConflict",
+                        message: format!(
+                            "a backend named {key:?} is already declared by the {owner}"
+                        ),
+                    });
+                    "refused"
+                }
+            },
+            Err(_) => "refused",
+        };
+        if let Err(refusal) = &outcome {
+            if previous.is_some() {
+                self.gw.remove_from(Origin::Kubernetes, &key).await;
+            }
+            tracing::warn!(backend = %key, reason = refusal.reason, "McpBackend not served: {}",
+                refusal.message);
+        }
+        let backend = self.gw.upstreams.get(&key).filter(|_| outcome.is_ok());
+        {
+            let mut tracked = lock(&self.tracked);
+            let entry = tracked.entry(key).or_insert_with(|| Tracked {
+                resource: resource.clone(),
+                generation: None,
+                outcome: Err(Refusal {
+                    reason: "Pending",
+                    message: String::new(),
+                }),
+                backend: None,
+            });
+            let replaced = match (&entry.backend, &backend) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if replaced && let Some(b) = &backend {
+                tokio::spawn(forward_changes(b.watch_status(), self.dirty.clone()));
+            }
+            entry.resource = resource;
+            entry.generation = entry.resource.metadata.generation;
+            entry.outcome = outcome;
+            entry.backend = backend;
+        }
+        super::record::reconcile(&self.gw, result, started.elapsed());
+        self.dirty.notify_one();
+    }
+
+    /// The resource is gone (deleted, or no longer selected): so are its tools.
+    async fn forget(&self, key: &str) {
+        let removed = lock(&self.tracked).remove(key);
+        if removed.is_some_and(|t| t.outcome.is_ok()) {
+            self.gw.remove_from(Origin::Kubernetes, key).await;
+            tracing::info!(backend = %key, "McpBackend removed");
+        }
+        self.dirty.notify_one();
+    }
+
+    /// Re-resolve every resource: picks up Secrets and ConfigMaps that changed or appeared.
+    async fn resync(self: &Arc<Self>) {
+        let resources: Vec<McpBackend> = lock(&self.tracked)
+            .values()
+            .map(|t| t.resource.clone())
+            .collect();
+        for resource in resources {
+            self.reconcile(resource).await;
+        }
+    }
+
+    /// Read the referenced keys, each object once, with the gateway's service account.
+    async fn fetch(
+        &self,
+        namespace: &str,
+        refs: BTreeSet<Reference>,
+    ) -> BTreeMap<Reference, Fetched> {
+        let mut objects: HashMap<(resolve::Source, String), Result<Option<Data>, String>> =
+            HashMap::new();
+        let mut fetched = BTreeMap::new();
+        for r in refs {
+            let slot = (r.source.clone(), r.name.clone());
+            if !objects.contains_key(&slot) {
+                let data = self.read_object(namespace, &r.source, &r.name).await;
+                objects.insert(slot.clone(), data);
+            }
+            let value = match &objects[&slot] {
+                Err(error) => Fetched::Failed(error.clone()),
+                Ok(None) => Fetched::NoObject,
+                Ok(Some(data)) => match data.get(&r.key) {
+                    Some(Ok(v)) => Fetched::Value(v.clone()),
+                    Some(Err(e)) => Fetched::Failed(e.clone()),
+                    None => Fetched::NoKey,
+                },
+            };
+            fetched.insert(r, value);
+        }
+        fetched
+    }
+
+    async fn read_object(
+        &self,
+        namespace: &str,
+        source: &resolve::Source,
+        name: &str,
+    ) -> Result<Option<Data>, String> {
+        match source {
+            resolve::Source::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+                let secret = api.get_opt(name).await.map_err(|e| e.to_string())?;
+                Ok(secret.map(|s| {
+                    let text = |(k, v): (String, k8s_openapi::ByteString)| {
+                        let value = String::from_utf8(v.0)
+                            .map_err(|_| format!("key {k:?} is not UTF-8 text"));
+                        (k, value)
+                    };
+                    s.data.unwrap_or_default().into_iter().map(text).collect()
+                }))
+            }
+            resolve::Source::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+                let map = api.get_opt(name).await.map_err(|e| e.to_string())?;
+                Ok(map.map(|m| {
+                    m.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, Ok(v)))
+                        .collect()
+                }))
+            }
+        }
+    }
+
+    /// The status writer: whenever something may have changed and this replica leads.
+    async fn write_status(self: Arc<Self>, mut leader: watch::Receiver<bool>) {
+        let mut catalog = self.gw.catalog.subscribe();
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(self.opts.identity.clone()),
+            },
+        );
+        loop {
+            if *leader.borrow_and_update() {
+                self.write_all(&recorder).await;
+            }
+            tokio::select! {
+                _ = self.gw.shutdown.cancelled() => return,
+                _ = self.dirty.notified() => {}
+                changed = catalog.changed() => if changed.is_err() { return },
+                changed = leader.changed() => {
+                    if changed.is_err() { return }
+                    let leads = *leader.borrow();
+                    tracing::info!(identity = %self.opts.identity, leads,
+                        "status writer {}", if leads { "elected" } else { "standing by" });
+                }
+            }
+        }
+    }
+
+    async fn write_all(&self, recorder: &Recorder) {
+        let snapshot = self.gw.catalog.current();
+        let now = Timestamp::now();
+        // Decide under the lock, write without it.
+        let writes: Vec<(String, McpBackend, McpBackendStatus)> = {
+            let tracked = lock(&self.tracked);
+            tracked
+                .iter()
+                .filter_map(|(key, t)| {
+                    let observed = match &t.outcome {
+                        Err(refusal) => Observed::Refused(refusal.clone()),
+                        Ok(_) => {
+                            let backend = t.backend.as_ref()?;
+                            let s = backend.status();
+                            let [tools, prompts, resources, _] = snapshot.counts(key);
+                            Observed::Backend {
+                                state: s.state,
+                                last_error: s.last_error,
+                                server_info: s.server_info,
+                                counts: [tools, prompts, resources],
+                            }
+                        }
+                    };
+                    let current = t.resource.status.as_ref();
+                    let desired = status::desired(t.generation, &observed, current, now)?;
+                    status::needs_write(current, &desired)
+                        .then(|| (key.clone(), t.resource.clone(), desired))
+                })
+                .collect()
+        };
+        for (key, resource, desired) in writes {
+            let transition = status::transition(resource.status.as_ref(), &desired);
+            match self.patch_status(&resource, &desired).await {
+                Ok(updated) => {
+                    if let Some(t) = lock(&self.tracked).get_mut(&key) {
+                        // Keep the newer spec if the watch delivered one meanwhile.
+                        if t.resource.metadata.uid == updated.metadata.uid {
+                            t.resource.status = updated.status;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(backend = %key, "cannot write McpBackend status: {error}");
+                    continue;
+                }
+            }
+            if let Some(t) = transition {
+                let event = KubeEvent {
+                    type_: if t.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: t.reason,
+                    note: Some(truncate(&t.note, 1000)),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                let reference = resource.object_ref(&());
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(backend = %key, "cannot record an Event: {error}");
+                }
+            }
+        }
+    }
+
+    async fn patch_status(
+        &self,
+        resource: &McpBackend,
+        desired: &McpBackendStatus,
+    ) -> Result<McpBackend, kube::Error> {
+        let namespace = resource.namespace().unwrap_or_else(|| "default".into());
+        let api: Api<McpBackend> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": McpBackend::api_version(&()),
+            "kind": McpBackend::kind(&()),
+            "status": desired,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch_status(&resource.name_any(), &params, &Patch::Apply(&patch))
+            .await
+    }
+}
+
+/// Secret or ConfigMap contents: key → text, or why the key's value is unusable.
+type Data = BTreeMap<String, Result<String, String>>;
+
+fn key(resource: &McpBackend) -> String {
+    backend_name(
+        resource.metadata.namespace.as_deref().unwrap_or("default"),
+        &resource.name_any(),
+    )
+}
+
+fn in_scope(scope: &Option<String>, resource: &McpBackend) -> bool {
+    scope
+        .as_deref()
+        .is_none_or(|ns| resource.metadata.namespace.as_deref() == Some(ns))
+}
+
+fn describe_scopes(namespaces: &[String]) -> String {
+    match namespaces.is_empty() {
+        true => "all".into(),
+        false => namespaces.join(","),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Poke `dirty` on every status change of one backend, until it is dropped.
+async fn forward_changes(mut status: watch::Receiver<crate::upstream::Status>, dirty: Arc<Notify>) {
+    while status.changed().await.is_ok() {
+        dirty.notify_one();
+    }
+}
