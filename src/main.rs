@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config file; exits non-zero listing every problem.
     Check {
         /// The config file (YAML or JSON).
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Check { config } => check(&config),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
