@@ -61,6 +61,15 @@ struct ServeArgs {
     /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG-style filter).
     #[arg(long, env = "MCP_GATEWAY_LOG", default_value = "info")]
     log_level: String,
+    /// A Host header value accepted on /mcp and /sse besides loopback names (e.g. the
+    /// Service's DNS names); repeat for several; `*` accepts any. Adds to gateway.allowedHosts.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "MCP_GATEWAY_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
     /// How clients connect: one HTTP listener (/mcp and /sse), or this process's stdin/stdout.
     #[arg(long, value_enum, default_value_t = Transport::Http)]
     transport: Transport,
@@ -221,7 +230,13 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
         (None, None) => DEFAULT_HOST.parse()?,
     };
     let port = args.port.or(cfg.gateway.port).unwrap_or(DEFAULT_PORT);
-    let allowed_hosts = cfg.gateway.allowed_hosts.clone();
+    let mut allowed_hosts = cfg.gateway.allowed_hosts.clone();
+    allowed_hosts.extend(
+        args.allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty()),
+    );
     let grace = cfg.gateway.shutdown_grace;
     let gw = Gateway::new(cfg.gateway);
     gw.reconcile(cfg.backends).await;

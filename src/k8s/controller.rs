@@ -485,3 +485,6 @@ async fn forward_changes(mut status: watch::Receiver<crate::upstream::Status>, d
         dirty.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests;
