@@ -20,13 +20,22 @@ pub fn router() -> Router<Arc<Gateway>> {
         .route("/api/v1/tools", get(tools))
 }
 
-/// Ready once the config is loaded and the listener is up (this answer proves both); each
-/// backend's state is reported, but a backend being down does not make the gateway unready.
+/// Ready once the config is loaded, the listener is up (this answer proves both) and, in
+/// Kubernetes mode, the first list of McpBackends is applied; each backend's state is
+/// reported, but a backend being down does not make the gateway unready.
 async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
     if gw.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "reason": "shutting down"})),
+        );
+    }
+    if gw.loading.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"ready": false, "reason": "waiting for the first list of McpBackend resources"}),
+            ),
         );
     }
     let backends: Vec<Value> = gw

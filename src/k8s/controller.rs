@@ -16,6 +16,7 @@
 //!   missed the deletion catches up at its next list.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,9 @@ impl Controller {
                 .boxed()
         });
         let mut events = stream::select_all(streams);
+        // `/readyz` waits until every scope has been listed and applied once.
+        let mut unlisted: BTreeSet<Option<String>> = scopes.iter().cloned().collect();
+        self.gw.loading.fetch_add(1, Ordering::AcqRel);
         let mut listing: HashMap<Option<String>, BTreeSet<String>> = HashMap::new();
         let mut resync = tokio::time::interval(self.opts.resync);
         resync.tick().await;
@@ -135,7 +139,17 @@ impl Controller {
                 next = events.next() => {
                     let Some((scope, event)) = next else { return };
                     match event {
-                        Ok(event) => self.handle(scope, event, &mut listing).await,
+                        Ok(event) => {
+                            let listed = matches!(event, Event::InitDone);
+                            self.handle(scope.clone(), event, &mut listing).await;
+                            if listed && unlisted.remove(&scope) && unlisted.is_empty() {
+                                self.gw.loading.fetch_sub(1, Ordering::AcqRel);
+                                tracing::info!(
+                                    backends = lock(&self.tracked).len(),
+                                    "McpBackend resources listed"
+                                );
+                            }
+                        }
                         Err(error) => {
                             super::record::watch_restart(&self.gw);
                             tracing::warn!("McpBackend watch interrupted, resuming: {error}");

@@ -31,6 +31,8 @@ pub struct Gateway {
     pub upstreams: Upstreams,
     pub sessions: Sessions,
     routes: Routes,
+    /// Sources still loading their first set of backends; `/readyz` waits for them.
+    pub loading: std::sync::atomic::AtomicUsize,
     /// Which source declared each backend, so that each reconciles only its own.
     owners: std::sync::Mutex<std::collections::HashMap<String, Origin>>,
     /// Cancelled once, when the gateway starts shutting down.
@@ -72,6 +74,7 @@ impl Gateway {
                 sessions: Sessions::default(),
                 routes: Routes::default(),
                 owners: Default::default(),
+                loading: Default::default(),
                 settings,
                 shutdown: CancellationToken::new(),
             }

@@ -365,3 +365,19 @@ def test_the_crd_in_the_cluster_matches_the_binary(tmp_path: Path) -> None:
     out = subprocess.run([str(GATEWAY_BIN), "crd"], capture_output=True, text=True, check=True).stdout
     committed = (Path(__file__).parents[2] / "crds" / "mcpbackends.yaml").read_text()
     assert out == committed
+
+
+def test_not_ready_until_the_first_list_is_applied(fake: FakeKube, gateways) -> None:
+    import httpx
+    fake.create(mcpb("early", **fixture_spec("early")))
+    # The API answers nothing for a while: the gateway listens but says it is not ready.
+    fake.inject_error(503, method="GET", path_contains="/mcpbackends", times=10_000)
+    gw = gateways("gw-a")
+    fake.wait_for(lambda: fake.requests_matching("GET", "/mcpbackends"), WAIT, "a list attempt")
+    r = httpx.get(gw.endpoint.url("/readyz"), timeout=5)
+    assert r.status_code == 503 and "McpBackend" in r.json()["reason"], r.text
+    assert httpx.get(gw.endpoint.url("/healthz"), timeout=5).status_code == 200
+    with fake._cond:
+        fake._faults.clear()
+    wait_until(lambda: httpx.get(gw.endpoint.url("/readyz"), timeout=5).status_code == 200, WAIT, "ready")
+    assert "team-a/early" in {b["name"] for b in gw.endpoint.backends()}

@@ -376,7 +376,10 @@ async fn a_file_backend_keeps_its_name() {
     c.gw.reconcile(file.backends).await;
     let r = resource("x", 1, json!({"transport": "stdio", "command": fixture}));
     c.reconcile(r).await;
-    let refusal = lock(&c.tracked)["team-a/x"].outcome.clone().expect_err("refused");
+    let refusal = lock(&c.tracked)["team-a/x"]
+        .outcome
+        .clone()
+        .expect_err("refused");
     assert_eq!(refusal.reason, "NameConflict");
     assert!(refusal.message.contains("config file"), "{refusal:?}");
     c.gw.stop().await;
