@@ -15,7 +15,7 @@
 # The default target (the last stage) is the distroless image.
 
 ARG RUST_VERSION=1.95
-ARG NODE_VERSION=20
+ARG NODE_VERSION=22
 ARG PYTHON_VERSION=3.12
 ARG UV_VERSION=0.13.8
 

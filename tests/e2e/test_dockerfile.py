@@ -120,7 +120,7 @@ def test_runtime_images_are_non_root_and_serve(stages: dict[str, Stage]) -> None
 def test_node_variant_has_node_python_and_uv(stages: dict[str, Stage]) -> None:
     node = stages["node"]
     assert node.base.startswith("python:3") and "bookworm" in node.base
-    assert stages["nodejs"].base.startswith("node:20-")
+    assert stages["nodejs"].base.startswith("node:22-")
     copies = " ".join(node.all("COPY"))
     assert "--from=nodejs /usr/local/bin/node" in copies
     run = " ".join(node.all("RUN"))
