@@ -174,7 +174,7 @@ impl Controller {
                 if let Some(seen) = listing.get_mut(&scope) {
                     seen.insert(key(&resource));
                 }
-                self.reconcile(resource).await;
+                self.observe(resource).await;
             }
             Event::InitDone => {
                 let seen = listing.remove(&scope).unwrap_or_default();
@@ -190,9 +190,29 @@ impl Controller {
                     self.forget(&key).await;
                 }
             }
-            Event::Apply(resource) => self.reconcile(resource).await,
+            Event::Apply(resource) => self.observe(resource).await,
             Event::Delete(resource) => self.forget(&key(&resource)).await,
         }
+    }
+
+    /// A resource from the watch. Only a new spec is reconciled; a change of status (our own
+    /// writes come back this way) or of metadata just refreshes what status is compared with.
+    /// References are re-read by the periodic resync, not on every status write.
+    async fn observe(self: &Arc<Self>, resource: McpBackend) {
+        {
+            let mut tracked = lock(&self.tracked);
+            if let Some(t) = tracked.get_mut(&key(&resource))
+                && t.resource.metadata.uid == resource.metadata.uid
+                && t.resource.spec == resource.spec
+                && t.generation == resource.metadata.generation
+            {
+                t.resource = resource;
+                drop(tracked);
+                self.dirty.notify_one();
+                return;
+            }
+        }
+        self.reconcile(resource).await;
     }
 
     /// Resolve one resource and make the gateway serve what it says.
@@ -355,12 +375,15 @@ impl Controller {
                 instance: Some(self.opts.identity.clone()),
             },
         );
+        // Also on a tick: a write that failed (API unreachable, conflict) is tried again.
+        let mut retry = tokio::time::interval(self.opts.resync);
         loop {
             if *leader.borrow_and_update() {
                 self.write_all(&recorder).await;
             }
             tokio::select! {
                 _ = self.gw.shutdown.cancelled() => return,
+                _ = retry.tick() => {}
                 _ = self.dirty.notified() => {}
                 changed = catalog.changed() => if changed.is_err() { return },
                 changed = leader.changed() => {

@@ -65,7 +65,8 @@ class Gateway:
             f"gateway {identity}",
             [str(GATEWAY_BIN), "serve", "--kubernetes", "--config", str(cfg), "--port", "0",
              "--host", "127.0.0.1", "--log-level", "debug", "--allow-command", "mcp-fixture",
-             "--lease-namespace", "mcp", "--identity", identity, "--resync", "1", *extra],
+             "--lease-namespace", "mcp", "--identity", identity,
+             *(() if "--resync" in extra else ("--resync", "1")), *extra],
             work / "gateway.log", env=env, cwd=work,
         )
 
@@ -381,3 +382,22 @@ def test_not_ready_until_the_first_list_is_applied(fake: FakeKube, gateways) -> 
         fake._faults.clear()
     wait_until(lambda: httpx.get(gw.endpoint.url("/readyz"), timeout=5).status_code == 200, WAIT, "ready")
     assert "team-a/early" in {b["name"] for b in gw.endpoint.backends()}
+
+
+def test_status_writes_do_not_reread_references(fake: FakeKube, gateways) -> None:
+    """Our own status write comes back on the watch; only a new spec (or the resync) reads
+    Secrets again."""
+    fake.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api", "namespace": NS},
+                 "stringData": {"token": "t"}})
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}]
+    gateways("gw-a", "--resync", "3600")
+    fake.create(mcpb("quiet", **fixture_spec("quiet", env=env)))
+    wait_status(fake, "quiet", is_ready, "quiet ready")
+    reads = lambda: len(fake.requests_matching("GET", "/secrets/api"))  # noqa: E731
+    assert reads() == 1
+    # A new spec is a new reconcile: the Secret is read again.
+    obj = fake.get("mcpbackends", NS, "quiet")
+    obj["spec"]["timeout"] = "45s"
+    fake.update(obj)
+    wait_status(fake, "quiet", lambda s: is_ready(s, 2), "generation 2 reported")
+    assert reads() == 2
