@@ -401,3 +401,41 @@ def test_status_writes_do_not_reread_references(fake: FakeKube, gateways) -> Non
     fake.update(obj)
     wait_status(fake, "quiet", lambda s: is_ready(s, 2), "generation 2 reported")
     assert reads() == 2
+
+
+def test_the_charts_container_serves_the_example(fake: FakeKube, tmp_path: Path) -> None:
+    """The Deployment's own args and env (default values), the example manifest as a user
+    would apply it, and the Host guard set to the Service's names."""
+    import httpx
+    import yaml
+    from k8s_packaging import container, env_of, objects
+
+    c = container(objects())
+    args = list(c["args"])
+    for flag, value in (("--host", "127.0.0.1"), ("--port", "0")):
+        args[args.index(flag) + 1] = value
+    env = {k: v for k, v in env_of(c).items() if isinstance(v, str)}
+    env.update(POD_NAME="mcp-gateway-0", POD_NAMESPACE="mcp")
+    env.update(KUBECONFIG=str(kubeconfig(fake, tmp_path / "kubeconfig", "chart")))
+    mp = ManagedProcess("chart gateway", [str(GATEWAY_BIN), *args], tmp_path / "gateway.log",
+                        env={**os.environ, **env}, cwd=tmp_path)
+    try:
+        base = wait_until(lambda: (m := LISTENING_RE.search(Path(mp.log_path).read_text(errors="replace")))
+                          and m.group(1), WAIT, "listening")
+        example = yaml.safe_load((Path(__file__).parents[2] / "examples/kubernetes/fixture-stdio.yaml").read_text())
+        fake.create(example, namespace="default")
+        wait_status(fake, "fixture", is_ready, "the example ready", ns="default")
+        lease = fake.wait_for(lambda: fake.leases("mcp"), WAIT, "the lease")
+        assert lease[0]["spec"]["holderIdentity"] == "mcp-gateway-0"
+        port = base.rsplit(":", 1)[1]
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "probe", "version": "0"}}}
+        headers = {"Accept": "application/json, text/event-stream"}
+        ok = httpx.post(f"{base}/mcp", json=init, timeout=5,
+                        headers={**headers, "Host": f"mcp-gateway.mcp.svc.cluster.local:{port}"})
+        assert ok.status_code == 200, ok.text
+        foreign = httpx.post(f"{base}/mcp", json=init, timeout=5, headers={**headers, "Host": "evil.example"})
+        assert foreign.status_code == 403
+    finally:
+        mp.stop()
