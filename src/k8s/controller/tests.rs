@@ -120,6 +120,40 @@ fn answer_status(resource: &McpBackend, patch: &Value, send: mock::SendResponse<
     send.send_response(json_response(StatusCode::OK, &object));
 }
 
+/// What one status pass sent: the status patch and the Event that followed it.
+struct Written {
+    status_uri: String,
+    content_type: Option<String>,
+    patch: Value,
+    event_uri: String,
+    event: Value,
+}
+
+/// Run one status pass, answering its status patch and its Event as the API server would.
+async fn write_pass(c: &Arc<Controller>, api: &mut ApiHandle, resource: &McpBackend) -> Written {
+    let write = tokio::spawn({
+        let c = c.clone();
+        async move { c.write_all(&recorder(&c)).await }
+    });
+    let (method, status_uri, content_type, patch, send) = next(api).await;
+    assert_eq!(method, Method::PATCH, "{status_uri}");
+    answer_status(resource, &patch, send);
+    let (method, event_uri, _, event, send) = next(api).await;
+    assert_eq!(method, Method::POST, "{event_uri}");
+    send.send_response(json_response(StatusCode::CREATED, &event));
+    tokio::time::timeout(WAIT, write)
+        .await
+        .expect("written")
+        .expect("task");
+    Written {
+        status_uri,
+        content_type,
+        patch,
+        event_uri,
+        event,
+    }
+}
+
 #[tokio::test]
 async fn a_resource_with_a_secret_is_served_and_reported_ready() {
     let (c, mut api) = controller(&["*"]);
@@ -167,13 +201,13 @@ async fn a_resource_with_a_secret_is_served_and_reported_ready() {
     );
     let tools = snapshot.counts("team-a/tools")[0];
 
-    let rec = recorder(&c);
-    let write = tokio::spawn({
-        let c = c.clone();
-        async move { c.write_all(&rec).await }
-    });
-    let (method, uri, content_type, patch, send) = next(&mut api).await;
-    assert_eq!(method, Method::PATCH);
+    let Written {
+        status_uri: uri,
+        content_type,
+        patch,
+        event_uri,
+        event,
+    } = write_pass(&c, &mut api, &r).await;
     assert!(
         uri.starts_with(
             "/apis/mcpgateway.dev/v1alpha1/namespaces/team-a/mcpbackends/tools/status?"
@@ -203,15 +237,9 @@ async fn a_resource_with_a_secret_is_served_and_reported_ready() {
         (Some("Ready"), Some("True"), Some("Connected"))
     );
     assert_eq!(ready["observedGeneration"], 3);
-    answer_status(&r, &patch, send);
-
-    let (method, uri, _, event, send) = next(&mut api).await;
     assert_eq!(
-        (method, uri.as_str()),
-        (
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/team-a/events?"
-        )
+        event_uri,
+        "/apis/events.k8s.io/v1/namespaces/team-a/events?"
     );
     assert_eq!(
         (event["type"].as_str(), event["reason"].as_str()),
@@ -219,11 +247,6 @@ async fn a_resource_with_a_secret_is_served_and_reported_ready() {
     );
     assert_eq!(event["regarding"]["name"], "tools");
     assert_eq!(event["regarding"]["kind"], "McpBackend");
-    send.send_response(json_response(StatusCode::CREATED, &event));
-    tokio::time::timeout(WAIT, write)
-        .await
-        .expect("written")
-        .expect("task");
 
     // Nothing changed: a second pass writes nothing (it would block on the mock otherwise).
     tokio::time::timeout(WAIT, c.write_all(&recorder(&c)))
@@ -257,12 +280,16 @@ async fn a_missing_secret_is_reported_not_crashed_on() {
     reconcile.await.expect("reconciled");
     assert!(c.gw.upstreams.get("team-a/tools").is_none(), "not served");
 
-    let write = tokio::spawn({
-        let c = c.clone();
-        async move { c.write_all(&recorder(&c)).await }
-    });
-    let (_, uri, _, patch, send) = next(&mut api).await;
-    assert!(uri.contains("/mcpbackends/tools/status"), "{uri}");
+    let Written {
+        status_uri,
+        patch,
+        event,
+        ..
+    } = write_pass(&c, &mut api, &r).await;
+    assert!(
+        status_uri.contains("/mcpbackends/tools/status"),
+        "{status_uri}"
+    );
     let ready = &patch["status"]["conditions"][0];
     assert_eq!(
         (ready["status"].as_str(), ready["reason"].as_str()),
@@ -273,17 +300,10 @@ async fn a_missing_secret_is_reported_not_crashed_on() {
         "spec.headers[Authorization]: Secret \"api\" not found"
     );
     assert!(patch["status"].get("tools").is_none());
-    answer_status(&r, &patch, send);
-    let (_, _, _, event, send) = next(&mut api).await;
     assert_eq!(
         (event["type"].as_str(), event["reason"].as_str()),
         (Some("Warning"), Some("SecretNotFound"))
     );
-    send.send_response(json_response(StatusCode::CREATED, &event));
-    tokio::time::timeout(WAIT, write)
-        .await
-        .expect("written")
-        .expect("task");
 }
 
 #[tokio::test]
@@ -299,11 +319,7 @@ async fn a_refused_command_gets_a_reason_and_runs_nothing() {
         .await
         .expect("reconciled");
     assert!(c.gw.upstreams.all().is_empty());
-    let write = tokio::spawn({
-        let c = c.clone();
-        async move { c.write_all(&recorder(&c)).await }
-    });
-    let (_, _, _, patch, send) = next(&mut api).await;
+    let Written { patch, event, .. } = write_pass(&c, &mut api, &r).await;
     let ready = &patch["status"]["conditions"][0];
     assert_eq!(ready["reason"], "CommandNotAllowed");
     assert!(
@@ -311,13 +327,7 @@ async fn a_refused_command_gets_a_reason_and_runs_nothing() {
             .as_str()
             .is_some_and(|m| m.contains("\"/bin/sh\"") && m.contains("npx"))
     );
-    answer_status(&r, &patch, send);
-    let (_, _, _, event, send) = next(&mut api).await;
-    send.send_response(json_response(StatusCode::CREATED, &event));
-    tokio::time::timeout(WAIT, write)
-        .await
-        .expect("written")
-        .expect("task");
+    assert_eq!(event["reason"], "CommandNotAllowed");
 }
 
 #[tokio::test]
