@@ -213,95 +213,95 @@ impl Metrics {
             version: env!("CARGO_PKG_VERSION"),
         })
         .set(1);
-        r.register("build_info", "The gateway's version; always 1.", info);
+        r.register("build_info", "The gateway's version; always 1", info);
         r.register(
             "requests",
-            "Client requests by method, owning backend, tool (public name) and outcome.",
+            "Client requests by method, owning backend, tool (public name) and outcome",
             self.requests.clone(),
         );
         r.register(
             "request_duration_seconds",
-            "Time from receiving a client request to answering it.",
+            "Time from receiving a client request to answering it",
             self.request_duration.clone(),
         );
         r.register(
             "backend_up",
-            "1 when the backend's session is ready, else 0.",
+            "1 when the backend's session is ready, else 0",
             self.backend_up.clone(),
         );
         r.register(
             "backend_state",
-            "1 for the state the backend is in, 0 for the others.",
+            "1 for the state the backend is in, 0 for the others",
             self.backend_state.clone(),
         );
         r.register(
             "backend_entries",
-            "Tools, prompts, resources and resource templates the backend lists.",
+            "Tools, prompts, resources and resource templates the backend lists",
             self.backend_entries.clone(),
         );
         r.register(
             "backend_restarts",
-            "Times the backend's session ended unexpectedly and was started again.",
+            "Times the backend's session ended unexpectedly and was started again",
             self.backend_restarts.clone(),
         );
         r.register(
             "backend_requests_in_flight",
-            "Client requests waiting on the backend.",
+            "Client requests waiting on the backend",
             self.backend_in_flight.clone(),
         );
         r.register(
             "backend_request_duration_seconds",
-            "Time the backend took to answer a forwarded request.",
+            "Time the backend took to answer a forwarded request",
             self.backend_request_duration.clone(),
         );
         r.register(
             "sessions_open",
-            "Client sessions open, by frontend transport.",
+            "Client sessions open, by frontend transport",
             self.sessions_open.clone(),
         );
         r.register(
             "sessions_opened",
-            "Client sessions opened, by frontend transport.",
+            "Client sessions opened, by frontend transport",
             self.sessions_opened.clone(),
         );
         r.register(
             "sessions_closed",
-            "Client sessions closed, by frontend transport.",
+            "Client sessions closed, by frontend transport",
             self.sessions_closed.clone(),
         );
         r.register(
             "notifications_sent",
-            "Notifications sent to clients, by kind.",
+            "Notifications sent to clients, by kind",
             self.notifications.clone(),
         );
         r.register(
             "catalog_entries",
-            "Tools, prompts, resources and resource templates the gateway publishes.",
+            "Tools, prompts, resources and resource templates the gateway publishes",
             self.catalog_entries.clone(),
         );
         r.register(
             "catalog_collisions",
-            "Public names two backends both produced (one of them was renamed).",
+            "Public names two backends both produced (one of them was renamed)",
             self.catalog_collisions.clone(),
         );
         r.register(
             "config_reloads",
-            "Config file reloads by result (applied, or invalid and refused).",
+            "Config file reloads by result (applied, or invalid and refused)",
             self.config_reloads.clone(),
         );
         r.register(
             "reconciles",
-            "Kubernetes reconciles by result.",
+            "Kubernetes reconciles by result",
             self.reconciles.clone(),
         );
         r.register(
             "reconcile_duration_seconds",
-            "Time a Kubernetes reconcile took, by result.",
+            "Time a Kubernetes reconcile took, by result",
             self.reconcile_duration.clone(),
         );
         r.register(
             "watch_restarts",
-            "Times the Kubernetes watch was restarted.",
+            "Times the Kubernetes watch was restarted",
             self.watch_restarts.clone(),
         );
         // Series a dashboard compares against from the start, so they exist at zero.

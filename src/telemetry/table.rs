@@ -106,7 +106,10 @@ pub fn render(s: &Summary, colour: bool) -> String {
         .collect();
     let total = [
         "total".to_owned(),
-        format!("{} backends", s.backends.len()),
+        match s.backends.len() {
+            1 => "1 backend".to_owned(),
+            n => format!("{n} backends"),
+        },
         format!("{ready} ready"),
         s.tools.to_string(),
         s.prompts.to_string(),
