@@ -557,3 +557,54 @@ async fn without_tracing_the_clients_context_is_passed_on() {
         "no context, none invented: {r}"
     );
 }
+
+/// Timeouts and cancellations are outcomes of their own, and nothing stays in flight.
+#[tokio::test]
+async fn timeouts_and_cancellations_are_counted_as_such() {
+    use mcp_gateway::telemetry::exposition::Format;
+    use mcp_gateway::telemetry::metrics::Sample;
+
+    let mut fx = common::fixture("fx");
+    fx.timeout = Some(Duration::from_millis(300));
+    let gw = common::gateway(vec![fx]).await;
+    let metrics = || gw.metrics.render(&Sample::default(), Format::Prometheus);
+    let series = |outcome: &str| {
+        format!(
+            r#"mcp_gateway_requests_total{{method="tools/call",backend="fx",tool="fx__slow",outcome="{outcome}"}} 1"#
+        )
+    };
+    let mut c = common::Client::initialized(&gw).await;
+
+    let r = c
+        .call("fx__slow", json!({"steps": 1000, "interval_ms": 50}))
+        .await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    assert!(metrics().contains(&series("timeout")), "{}", metrics());
+
+    let id = c
+        .start(
+            "tools/call",
+            json!({"name": "fx__slow", "arguments": {"steps": 1000, "interval_ms": 20},
+                   "_meta": {"progressToken": 1}}),
+        )
+        .await;
+    c.wait_for(|m| m["method"] == "notifications/progress")
+        .await;
+    c.notify("notifications/cancelled", json!({"requestId": id}))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while !metrics().contains(&series("cancelled")) {
+        assert!(Instant::now() < deadline, "{}", metrics());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let text = metrics();
+    assert!(
+        text.contains(r#"mcp_gateway_backend_requests_in_flight{backend="fx"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mcp_gateway_notifications_sent_total{kind="progress"}"#),
+        "{text}"
+    );
+    gw.stop().await;
+}

@@ -17,7 +17,7 @@ use super::Gateway;
 use crate::jsonrpc;
 use crate::session::{Flight, Session, Sink};
 use crate::telemetry::trace::{self, Subject};
-use crate::telemetry::{Observed, Outcome, labels};
+use crate::telemetry::{Observed, Outcome};
 
 // === impl Gateway ===
 
@@ -260,7 +260,6 @@ impl Gateway {
         };
         match outcome {
             Ok(Ok(mut resp)) => {
-                let method = labels::method(method);
                 self.metrics
                     .upstream(backend_name, method, started.elapsed());
                 trace::record_outcome(&span, Outcome::of_response(Some(&resp)), Some(&resp));
