@@ -4,7 +4,8 @@
 //! [`Gateway::handle`] together with the session and the sink where messages related to that
 //! request belong. Lists and the handshake are answered from the catalog; calls are forwarded
 //! to the owning backend over its shared session (`forward`); what backends send back on their
-//! own is routed by `inbound`.
+//! own is routed by `inbound`. Each request is described to metrics and traces (`observe`)
+//! before it is served and recorded once it is answered.
 
 mod forward;
 mod inbound;
