@@ -14,7 +14,7 @@ import subprocess
 import httpx
 import psutil
 import pytest
-from conftest import Endpoint, Recorder, wait_until
+from conftest import Endpoint, Recorder, fixture_spec, wait_until
 from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.gateway_only
@@ -182,6 +182,19 @@ def test_restarts_are_counted(everything, gateway):
                "the restart to be counted")
     wait_until(lambda: scrape(ep).value("mcp_gateway_backend_up", backend="ev", transport="stdio") == 1, 60,
                "the backend to be up again")
+
+
+async def test_a_backend_dying_mid_call_is_counted_as_down(peers, gateway):
+    ep = gateway({"mcpServers": {"fx": fixture_spec(peers)}}, probe={"fx": ["crash"]})
+    async with ep.connect("mcp") as c:
+        with pytest.raises(MCPError):
+            await c.call_tool("fx__crash", {})
+    s = scrape(ep)
+    assert s.value("mcp_gateway_requests_total", method="tools/call", backend="fx", tool="fx__crash",
+                   outcome="backend_down") == 1
+    assert s.value("mcp_gateway_backend_requests_in_flight", backend="fx") == 0
+    wait_until(lambda: scrape(ep).value("mcp_gateway_backend_restarts_total", backend="fx") == 1, 30,
+               "the restart to be counted")
 
 
 def test_metrics_skip_the_host_guard_and_speak_both_formats(gw: Endpoint):
