@@ -608,3 +608,51 @@ async fn timeouts_and_cancellations_are_counted_as_such() {
     );
     gw.stop().await;
 }
+
+/// `--otlp-endpoint` alone (no OTEL_* variables) turns tracing on; requests the gateway
+/// answers itself are spans too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flag_turns_tracing_on() {
+    let (endpoint, got) = collector().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = workspace_bin("mcp-fixture");
+    let cfg = config(dir.path(), json!({"fx": {"command": fixture}}));
+    let mut gw = Running::start(
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        &[],
+    );
+    ready(&gw.base).await;
+    let client = Client::connect(&gw.base).await;
+    let list = client
+        .post(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}), &[])
+        .await
+        .expect("a response");
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
+    gw.terminate();
+    let deadline = Instant::now() + WAIT;
+    while !spans(&got).iter().any(|s| s.name == "tools/list") {
+        assert!(Instant::now() < deadline, "no tools/list span exported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = spans(&got);
+    let list = all.iter().find(|s| s.name == "tools/list").expect("span");
+    assert_eq!(list.kind, SpanKind::Server as i32);
+    assert!(
+        list.parent_span_id.is_empty(),
+        "no context came in: a root span"
+    );
+    assert_eq!(attr(list, "mcp_gateway.backend"), None);
+    assert!(
+        all.iter().all(|s| s.parent_span_id != list.span_id),
+        "answered by the gateway itself: no upstream call"
+    );
+}

@@ -246,11 +246,14 @@ pub fn client_span(
     backend: &str,
     backend_transport: &'static str,
 ) -> Span {
-    let (target, wire) = match (subject, backend_transport) {
-        (Subject::Tool(n) | Subject::Prompt(n), "stdio") => (Some(n), Wire::Pipe),
-        (Subject::Tool(n) | Subject::Prompt(n), _) => (Some(n), Wire::Http),
-        (_, "stdio") => (None, Wire::Pipe),
-        _ => (None, Wire::Http),
+    let target = match subject {
+        Subject::Tool(n) | Subject::Prompt(n) => Some(n),
+        Subject::Resource(_) | Subject::None => None,
+    };
+    let wire = if backend_transport == "stdio" {
+        Wire::Pipe
+    } else {
+        Wire::Http
     };
     let span = tracing::debug_span!(
         target: "mcp_gateway::upstream",
@@ -379,10 +382,19 @@ pub struct Tracing {
     provider: SdkTracerProvider,
 }
 
+/// Where spans go, as configured.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint {
+    /// A full traces URL from `--otlp-endpoint`.
+    Flag(String),
+    /// The exporter reads `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` itself.
+    Environment,
+}
+
 /// Whether tracing is configured: the `--otlp-endpoint` flag (a base URL, like
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`) or the standard variables, unless `OTEL_SDK_DISABLED=true`
 /// or `OTEL_TRACES_EXPORTER=none`.
-fn endpoint(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Option<Option<String>> {
+fn endpoint(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Option<Endpoint> {
     let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
@@ -390,11 +402,12 @@ fn endpoint(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Option<
         return None;
     }
     if let Some(base) = flag.filter(|f| !f.trim().is_empty()) {
-        return Some(Some(format!("{}/v1/traces", base.trim_end_matches('/'))));
+        let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+        return Some(Endpoint::Flag(url));
     }
     let from_env = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
         || set("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
-    from_env.then_some(None)
+    from_env.then_some(Endpoint::Environment)
 }
 
 // === impl Tracing ===
@@ -403,11 +416,11 @@ impl Tracing {
     /// Start the exporter if tracing is configured. Call before any async runtime starts: the
     /// exporter's HTTP client and batch worker run on threads of their own.
     pub fn start(flag: Option<&str>) -> Result<Option<Self>, TelemetryError> {
-        let Some(explicit) = endpoint(flag, &|k| std::env::var(k).ok()) else {
+        let Some(endpoint) = endpoint(flag, &|k| std::env::var(k).ok()) else {
             return Ok(None);
         };
         let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
-        if let Some(url) = explicit {
+        if let Endpoint::Flag(url) = endpoint {
             use opentelemetry_otlp::WithExportConfig;
             builder = builder.with_endpoint(url);
         }
@@ -562,12 +575,12 @@ mod tests {
                 None,
                 &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])
             ),
-            Some(None),
+            Some(Endpoint::Environment),
             "the exporter reads the variables itself"
         );
         assert_eq!(
             endpoint(Some("http://c:4318/"), &env(&[])),
-            Some(Some("http://c:4318/v1/traces".to_owned()))
+            Some(Endpoint::Flag("http://c:4318/v1/traces".to_owned()))
         );
         assert_eq!(
             endpoint(
