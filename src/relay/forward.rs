@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Gateway;
 use crate::jsonrpc;
 use crate::session::{Flight, Session, Sink};
+use crate::telemetry::context;
 use crate::telemetry::trace::{self, Subject};
 use crate::telemetry::{Observed, Outcome};
 
@@ -230,7 +231,7 @@ impl Gateway {
                 backend.spec().transport_kind(),
             )
         };
-        trace::propagate(&span, observed.remote.as_ref(), &mut msg);
+        context::propagate(&span, observed.remote.as_ref(), &mut msg);
         let flight = Arc::new(Flight {
             session: session.clone(),
             downstream_id: down_id.clone(),

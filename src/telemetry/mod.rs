@@ -3,11 +3,12 @@
 //! - `metrics`: the Prometheus series behind `GET /metrics`; `labels` keeps their label
 //!   values bounded and `exposition` writes them as OpenMetrics or classic Prometheus text.
 //! - `trace`: OpenTelemetry spans for client requests and upstream calls, exported over
-//!   OTLP/HTTP when configured, with W3C trace context carried from clients to backends.
+//!   OTLP/HTTP when configured; `context` carries W3C trace context from clients to backends.
 //! - `request`: one client request as both of those see it.
 //! - `logs`: the `tracing` subscriber: human or JSON lines on stderr, optional rotated files.
 //! - `table`: the start-up summary of listeners and backends.
 
+pub mod context;
 pub mod exposition;
 pub mod labels;
 pub mod logs;
@@ -17,10 +18,10 @@ pub mod rotate;
 pub mod table;
 pub mod trace;
 
+pub use context::TraceContext;
 pub use labels::Outcome;
 pub use metrics::Metrics;
 pub use request::Observed;
-pub use trace::TraceContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

@@ -7,9 +7,10 @@ use std::time::Instant;
 use serde_json::Value;
 use tracing::Span;
 
+use super::context::TraceContext;
 use super::labels::{self, Label, Outcome};
 use super::metrics::Metrics;
-use super::trace::{self, TraceContext};
+use super::trace;
 
 pub struct Observed {
     started: Instant,
