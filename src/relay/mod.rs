@@ -133,7 +133,7 @@ impl Gateway {
                     .request(session, msg, sink, &observed)
                     .instrument(span)
                     .await;
-                observed.finish(&self.metrics, &response);
+                observed.finish(&response);
                 Some(response).filter(|r| !r.is_null())
             }
             Kind::Notification => {

@@ -58,6 +58,6 @@ impl Gateway {
             },
             remote.as_ref(),
         );
-        Observed::new(method, tool, span, remote)
+        Observed::new(self.metrics.clone(), method, tool, span, remote)
     }
 }
