@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::logs::LogFormat;
 
 /// Longest error text shown in the table (the full text is in `/api/v1/backends`).
-const ERROR_WIDTH: usize = 72;
+const ERROR_WIDTH: usize = 96;
 
 pub struct Summary {
     /// The HTTP base URL (`http://127.0.0.1:8900`); `None` when serving stdio.
@@ -261,7 +261,7 @@ mod tests {
             table[2]
         );
         assert!(
-            table[2].ends_with('…') && table[2].chars().count() < 140,
+            table[2].ends_with('…') && table[2].chars().count() < 170,
             "{}",
             table[2]
         );
