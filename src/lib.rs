@@ -11,4 +11,5 @@ pub mod relay;
 pub mod reload;
 pub mod session;
 pub mod spec;
+pub mod telemetry;
 pub mod upstream;

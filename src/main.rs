@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::frontend::{self, HostGuard};
 use mcp_gateway::relay::Gateway;
-use mcp_gateway::upstream::State;
+use mcp_gateway::telemetry::logs::{self, LogFormat, LogOptions};
+use mcp_gateway::telemetry::table::{self, Row, Summary};
+use mcp_gateway::telemetry::trace::Tracing;
 
 /// The port the gateway listens on when neither `--port` nor `gateway.port` says otherwise.
 const DEFAULT_PORT: u16 = 8900;
@@ -58,9 +60,26 @@ struct ServeArgs {
     /// Port to listen on; 0 picks a free one [default: gateway.port, else 8900].
     #[arg(long, short)]
     port: Option<u16>,
-    /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG-style filter).
-    #[arg(long, env = "MCP_GATEWAY_LOG", default_value = "info")]
-    log_level: String,
+    /// Log level or filter (error, warn, info, debug, trace, or a RUST_LOG-style filter)
+    /// [default: RUST_LOG, else info].
+    #[arg(long, env = "MCP_GATEWAY_LOG")]
+    log_level: Option<String>,
+    /// Log lines for people (text) or for log collectors (json: one object per line).
+    #[arg(long, value_enum, env = "MCP_GATEWAY_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also write logs to files in this directory, named for their start time and level.
+    #[arg(long, env = "MCP_GATEWAY_LOG_DIR", value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// Log files kept in --log-dir; the oldest are deleted.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    log_max_files: usize,
+    /// Size at which a log file is closed and a new one started (e.g. 512KiB, 64MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size, value_name = "SIZE")]
+    log_max_size: u64,
+    /// Export traces over OTLP/HTTP to this collector (base URL, like
+    /// OTEL_EXPORTER_OTLP_ENDPOINT; /v1/traces is appended). The OTEL_* variables also work.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// A Host header value accepted on /mcp and /sse besides loopback names (e.g. the
     /// Service's DNS names); repeat for several; `*` accepts any. Adds to gateway.allowedHosts.
     #[arg(
@@ -183,45 +202,64 @@ fn load(path: Option<&Path>, kubernetes: bool) -> anyhow::Result<Config> {
     }
 }
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let filter = match filter {
-        "error" | "warn" | "info" | "debug" | "trace" => {
-            format!("{filter},hyper=warn,reqwest=warn,h2=warn,rustls=warn")
-        }
-        custom => custom.to_owned(),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .with_context(|| format!("invalid --log-level {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    Ok(())
+fn parse_size(text: &str) -> Result<u64, String> {
+    config::parse_size(text).map(|n| n as u64)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_level)?;
+    // Before the runtime: the exporter's HTTP client and batch worker run on threads of
+    // their own.
+    let tracing = Tracing::start(args.otlp_endpoint.as_deref())?;
+    let logging = logs::init(
+        &LogOptions {
+            level: args.log_level.clone(),
+            format: args.log_format,
+            dir: args.log_dir.clone(),
+            max_files: args.log_max_files,
+            max_file_bytes: args.log_max_size,
+        },
+        tracing.as_ref(),
+    )?;
+    if tracing.is_some() {
+        tracing::info!("exporting traces over OTLP/HTTP");
+    }
     let kubernetes = args.kubernetes.enabled;
-    let cfg = load(args.config.as_deref(), kubernetes)?;
-    for w in cfg
-        .warnings
-        .iter()
-        .filter(|_| args.config.is_some() || !kubernetes)
-    {
-        tracing::warn!("{w}");
+    let outcome = load(args.config.as_deref(), kubernetes).and_then(|cfg| {
+        // Without a file in Kubernetes mode there is nothing to warn about.
+        for w in cfg
+            .warnings
+            .iter()
+            .filter(|_| args.config.is_some() || !kubernetes)
+        {
+            tracing::warn!("{w}");
+        }
+        if args.config.is_none() && !kubernetes {
+            tracing::info!(
+                "no --config given: serving the embedded default (examples/gateway.yaml)"
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let outcome = runtime.block_on(run(args, cfg, logging.format, logging.colour));
+        drop(runtime);
+        outcome
+    });
+    // Spans still buffered go out now, so a SIGTERM loses none.
+    if let Some(t) = tracing {
+        t.shutdown();
     }
-    if args.config.is_none() && !kubernetes {
-        tracing::info!("no --config given: serving the embedded default (examples/gateway.yaml)");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, cfg))
+    drop(logging);
+    outcome
 }
 
-async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
+async fn run(
+    args: ServeArgs,
+    cfg: Config,
+    log_format: LogFormat,
+    colour: bool,
+) -> anyhow::Result<()> {
     let host = match (args.host, cfg.gateway.host.as_deref()) {
         (Some(h), _) => h,
         (None, Some(h)) => h
@@ -238,18 +276,25 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
             .filter(|h| !h.is_empty()),
     );
     let grace = cfg.gateway.shutdown_grace;
+    let listener = match args.transport {
+        Transport::Http => Some(bind(SocketAddr::new(host, port)).await?),
+        Transport::Stdio => None,
+    };
     let gw = Gateway::new(cfg.gateway);
     gw.reconcile(cfg.backends).await;
-    tokio::spawn(log_summary(gw.clone()));
-    if let Some(path) = args.config.clone() {
-        tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
-    }
     if args.kubernetes.enabled {
         let opts = kube_options(&args.kubernetes)?;
         let client = kube::Client::try_default()
             .await
             .context("cannot reach the Kubernetes API (KUBECONFIG or the pod's service account)")?;
-        tokio::spawn(mcp_gateway::k8s::run(gw.clone(), client, opts));
+        mcp_gateway::k8s::spawn(gw.clone(), client, opts);
+    }
+    let listen = listener
+        .as_ref()
+        .map(|(_, local)| format!("http://{local}"));
+    tokio::spawn(log_summary(gw.clone(), listen, log_format, colour));
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
     }
 
     let outcome = match args.transport {
@@ -262,15 +307,12 @@ async fn run(args: ServeArgs, cfg: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Transport::Http => {
-            serve_http(
-                gw.clone(),
-                SocketAddr::new(host, port),
-                &allowed_hosts,
-                grace,
-            )
-            .await
-        }
+        Transport::Http => match listener {
+            Some((listener, _)) => {
+                serve_http(gw.clone(), listener, host, &allowed_hosts, grace).await
+            }
+            None => Ok(()),
+        },
     };
     gw.stop().await;
     outcome
@@ -312,20 +354,25 @@ fn kube_options(args: &KubeArgs) -> anyhow::Result<mcp_gateway::k8s::Options> {
     })
 }
 
-async fn serve_http(
-    gw: Arc<Gateway>,
-    addr: SocketAddr,
-    allowed_hosts: &[String],
-    grace: Duration,
-) -> anyhow::Result<()> {
+async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => bail!("cannot listen on {addr}: {e}"),
     };
     let local = listener.local_addr().context("listener has no address")?;
     tracing::info!("listening on http://{local} (streamable HTTP at /mcp, SSE at /sse)");
+    Ok((listener, local))
+}
+
+async fn serve_http(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    host: IpAddr,
+    allowed_hosts: &[String],
+    grace: Duration,
+) -> anyhow::Result<()> {
     tokio::spawn(frontend::expire_idle_sessions(gw.clone()));
-    let app = frontend::router(gw.clone(), HostGuard::new(addr.ip(), allowed_hosts));
+    let app = frontend::router(gw.clone(), HostGuard::new(host, allowed_hosts));
     let stopping = gw.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
@@ -358,41 +405,35 @@ async fn shutdown_signal() {
     }
 }
 
-/// Once every backend has started or failed, one line each: what a person wants to see.
-async fn log_summary(gw: Arc<Gateway>) {
+/// Once every backend has started or failed: the summary a person reads first. `listen` is
+/// the HTTP base URL (`None` when serving stdio).
+async fn log_summary(gw: Arc<Gateway>, listen: Option<String>, format: LogFormat, colour: bool) {
     let _ = tokio::time::timeout(gw.settings.startup_timeout, gw.settled()).await;
     let snap = gw.catalog.current();
-    let backends = gw.upstreams.all();
-    for b in &backends {
-        let s = b.status();
-        let [tools, prompts, resources, _] = snap.counts(&b.name);
-        match s.state {
-            State::Down => tracing::warn!(
-                backend = %b.name,
-                transport = b.spec().transport_kind(),
-                error = s.last_error.as_deref().unwrap_or("unknown"),
-                "backend is down"
-            ),
-            state => tracing::info!(
-                backend = %b.name,
-                transport = b.spec().transport_kind(),
-                state = state.as_str(),
+    let backends = gw
+        .upstreams
+        .all()
+        .iter()
+        .map(|b| {
+            let s = b.status();
+            let [tools, prompts, resources, templates] = snap.counts(&b.name);
+            Row {
+                name: b.name.to_string(),
+                transport: b.spec().transport_kind(),
+                state: s.state.as_str(),
                 tools,
                 prompts,
-                resources,
-                "backend"
-            ),
-        }
-    }
-    let up = backends
-        .iter()
-        .filter(|b| b.status().state == State::Ready)
-        .count();
-    tracing::info!(
-        "{up}/{} backends ready, {} tools, {} prompts, {} resources",
-        backends.len(),
-        snap.tools.len(),
-        snap.prompts.len(),
-        snap.resources.len()
-    );
+                resources: resources + templates,
+                error: s.last_error,
+            }
+        })
+        .collect();
+    let summary = Summary {
+        listen,
+        backends,
+        tools: snap.tools.len(),
+        prompts: snap.prompts.len(),
+        resources: snap.resources.len() + snap.templates.len(),
+    };
+    table::log(&summary, format, colour);
 }

@@ -78,6 +78,7 @@ pub async fn reload(gw: &Gateway, path: &Path) -> bool {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config not reloaded, keeping the running one:\n{e}");
+            gw.metrics.config_reload(false);
             return false;
         }
     };
@@ -93,6 +94,7 @@ pub async fn reload(gw: &Gateway, path: &Path) -> bool {
     }
     let n = cfg.backends.len();
     gw.reconcile(cfg.backends).await;
+    gw.metrics.config_reload(true);
     tracing::info!(config = %path.display(), backends = n, "config reloaded");
     true
 }

@@ -40,7 +40,8 @@ pub enum TransportSpec {
     StreamableHttp(HttpSpec),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `Debug` shows the names of `env` entries, never their values (they hold secrets).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProcessSpec {
     pub command: String,
     pub args: Vec<String>,
@@ -49,10 +50,42 @@ pub struct ProcessSpec {
     pub cwd: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` shows the names of `headers`, never their values (they hold credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpSpec {
     pub url: String,
     pub headers: BTreeMap<String, String>,
+}
+
+/// A map whose values are shown as `<redacted>`.
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, format_args!("<redacted>"))))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ProcessSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSpec")
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &Redacted(&self.env))
+            .field("cwd", &self.cwd)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HttpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSpec")
+            .field("url", &self.url)
+            .field("headers", &Redacted(&self.headers))
+            .finish()
+    }
 }
 
 /// Which upstream tools are published, by glob over the *upstream* tool name.
@@ -142,6 +175,22 @@ mod tests {
             timeout: None,
             disabled: false,
         }
+    }
+
+    #[test]
+    fn debug_never_shows_env_or_header_values() {
+        let mut spec = stdio("srv");
+        if let TransportSpec::Stdio(p) = &mut spec.transport {
+            p.env.insert("API_TOKEN".into(), "s3cr3t-env".into());
+        }
+        let http = HttpSpec {
+            url: "https://x/mcp".into(),
+            headers: [("Authorization".to_owned(), "Bearer s3cr3t-hdr".to_owned())].into(),
+        };
+        let shown = format!("{spec:?} {spec:#?} {http:?} {http:#?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("API_TOKEN") && shown.contains("Authorization"));
+        assert!(shown.contains("<redacted>") && shown.contains("https://x/mcp"));
     }
 
     #[test]

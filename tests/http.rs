@@ -332,6 +332,25 @@ async fn legacy_sse_session_subscriptions_and_logging() {
     let (_, lvl) = next_event().await;
     assert!(lvl.contains("\"id\":4") && lvl.contains("result"), "{lvl}");
 
+    // The trace context of the POST that carried a request goes on to the backend.
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let traced = client
+        .post(format!("{base}{endpoint}"))
+        .header("content-type", "application/json")
+        .header("traceparent", traceparent)
+        .body(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"fx__request_meta","arguments":{}}}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(traced.status(), 202);
+    let (_, meta) = next_event().await;
+    let meta: Value = serde_json::from_str(&meta).expect("json");
+    assert_eq!(meta["id"], 5, "{meta}");
+    assert_eq!(
+        meta["result"]["structuredContent"]["meta"]["traceparent"], traceparent,
+        "{meta}"
+    );
+
     let bad = client
         .post(format!("{base}{endpoint}"))
         .body("nope")

@@ -69,3 +69,28 @@ async fn edits_to_the_config_file_are_applied_live() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn reloads_are_counted_by_result() {
+    use mcp_gateway::telemetry::exposition::Format;
+    use mcp_gateway::telemetry::metrics::Sample;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, config(&["one"])).expect("write");
+    let gw = Gateway::new(settings());
+    assert!(mcp_gateway::reload::reload(&gw, &path).await);
+    std::fs::write(&path, "mcpServers:\n  one:\n    comand: nope\n").expect("write");
+    assert!(!mcp_gateway::reload::reload(&gw, &path).await);
+    assert!(!mcp_gateway::reload::reload(&gw, &path).await);
+    let text = gw.metrics.render(&Sample::default(), Format::Prometheus);
+    assert!(
+        text.contains(r#"mcp_gateway_config_reloads_total{result="applied"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"mcp_gateway_config_reloads_total{result="invalid"} 2"#),
+        "{text}"
+    );
+    gw.stop().await;
+}

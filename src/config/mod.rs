@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::spec::{BackendSpec, GatewaySettings};
 use fields::{Report, key_path};
+pub use units::parse_size;
 
 /// A loaded, valid config.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -159,7 +159,7 @@ pub(super) fn duration(value: &Value) -> Result<Duration, String> {
 }
 
 /// A byte size from a string: a bare number means bytes; units are case-insensitive.
-pub(super) fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, String> {
     let bytes = parse_scaled(text, SIZE_UNITS, 1, SIZE_HELP, str::eq_ignore_ascii_case)?;
     bytes_to_usize(bytes)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use super::{Outbound, json_response, parse_body};
 use crate::jsonrpc;
 use crate::relay::Gateway;
 use crate::session::{Frontend, Session};
+use crate::telemetry::TraceContext;
 
 pub async fn connect(State(gw): State<Arc<Gateway>>) -> Response {
     let (session, rx) = Session::new(Frontend::Sse);
@@ -48,6 +49,7 @@ pub struct SessionQuery {
 pub async fn message(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<SessionQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(id) = q.session_id else {
@@ -79,12 +81,14 @@ pub async fn message(
         serde_json::Value::Array(batch) => batch,
         one => vec![one],
     };
+    let trace = TraceContext::from_headers(&headers);
     for msg in messages {
         let gw = gw.clone();
         let session = session.clone();
+        let trace = trace.clone();
         tokio::spawn(async move {
             let sink = session.outbound().clone();
-            if let Some(resp) = gw.handle(&session, msg, &sink).await {
+            if let Some(resp) = gw.handle_traced(&session, msg, &sink, trace.as_ref()).await {
                 let _ = sink.send(resp).await;
             }
         });

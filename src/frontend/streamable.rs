@@ -20,6 +20,7 @@ use super::{json_response, parse_body, sse_body};
 use crate::jsonrpc::{self, Kind};
 use crate::relay::Gateway;
 use crate::session::{Frontend, Session};
+use crate::telemetry::TraceContext;
 use crate::upstream::handshake::PROTOCOL_VERSIONS;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -66,9 +67,20 @@ pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byte
         Err(resp) => return *resp,
     };
 
+    let trace = TraceContext::from_headers(&headers);
     match msg {
-        Value::Array(batch) => post_batch(gw, session, batch).await,
-        msg => post_one(gw, session, msg, accepts_sse(&headers), is_initialize).await,
+        Value::Array(batch) => post_batch(gw, session, batch, trace).await,
+        msg => {
+            post_one(
+                gw,
+                session,
+                msg,
+                accepts_sse(&headers),
+                is_initialize,
+                trace,
+            )
+            .await
+        }
     }
 }
 
@@ -78,6 +90,7 @@ async fn post_one(
     msg: Value,
     sse_ok: bool,
     new_session: bool,
+    trace: Option<TraceContext>,
 ) -> Response {
     let kind = jsonrpc::classify(&msg);
     if !matches!(kind, Ok(Kind::Request)) {
@@ -91,14 +104,17 @@ async fn post_one(
     if sse_ok && streams(jsonrpc::method(&msg)) {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
-            if let Some(resp) = gw.handle(&session, msg, &tx).await {
+            if let Some(resp) = gw.handle_traced(&session, msg, &tx, trace.as_ref()).await {
                 let _ = tx.send(resp).await;
             }
         });
         return sse_body(rx, None);
     }
     let sink = session.outbound().clone();
-    let resp = gw.handle(&session, msg, &sink).await.unwrap_or(Value::Null);
+    let resp = gw
+        .handle_traced(&session, msg, &sink, trace.as_ref())
+        .await
+        .unwrap_or(Value::Null);
     let mut out = json_response(StatusCode::OK, resp);
     if new_session && let Ok(v) = HeaderValue::from_str(&session.id) {
         out.headers_mut().insert(SESSION_HEADER, v);
@@ -106,7 +122,12 @@ async fn post_one(
     out
 }
 
-async fn post_batch(gw: Arc<Gateway>, session: Arc<Session>, batch: Vec<Value>) -> Response {
+async fn post_batch(
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    batch: Vec<Value>,
+    trace: Option<TraceContext>,
+) -> Response {
     if batch.is_empty() {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -119,9 +140,12 @@ async fn post_batch(gw: Arc<Gateway>, session: Arc<Session>, batch: Vec<Value>) 
         );
     }
     let sink = session.outbound().clone();
-    let answers =
-        futures_util::future::join_all(batch.into_iter().map(|m| gw.handle(&session, m, &sink)))
-            .await;
+    let answers = futures_util::future::join_all(
+        batch
+            .into_iter()
+            .map(|m| gw.handle_traced(&session, m, &sink, trace.as_ref())),
+    )
+    .await;
     let answers: Vec<Value> = answers.into_iter().flatten().collect();
     if answers.is_empty() {
         StatusCode::ACCEPTED.into_response()

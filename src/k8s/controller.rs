@@ -16,7 +16,6 @@
 //!   missed the deletion catches up at its next list.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,8 +74,14 @@ struct Controller {
     dirty: Arc<Notify>,
 }
 
-/// Run until the gateway shuts down. Errors only when the API cannot be used at all.
-pub async fn run(gw: Arc<Gateway>, client: Client, opts: Options) {
+/// Start the controller; it runs until the gateway shuts down. The gateway counts as loading
+/// (not ready, not settled) from now until every watched scope has been listed once.
+pub fn spawn(gw: Arc<Gateway>, client: Client, opts: Options) -> tokio::task::JoinHandle<()> {
+    gw.loading.send_modify(|n| *n += 1);
+    tokio::spawn(run(gw, client, opts))
+}
+
+async fn run(gw: Arc<Gateway>, client: Client, opts: Options) {
     let controller = Arc::new(Controller {
         gw: gw.clone(),
         client: client.clone(),
@@ -123,7 +128,6 @@ impl Controller {
         let mut events = stream::select_all(streams);
         // `/readyz` waits until every scope has been listed and applied once.
         let mut unlisted: BTreeSet<Option<String>> = scopes.iter().cloned().collect();
-        self.gw.loading.fetch_add(1, Ordering::AcqRel);
         let mut listing: HashMap<Option<String>, BTreeSet<String>> = HashMap::new();
         let mut resync = tokio::time::interval(self.opts.resync);
         resync.tick().await;
@@ -143,7 +147,7 @@ impl Controller {
                             let listed = matches!(event, Event::InitDone);
                             self.handle(scope.clone(), event, &mut listing).await;
                             if listed && unlisted.remove(&scope) && unlisted.is_empty() {
-                                self.gw.loading.fetch_sub(1, Ordering::AcqRel);
+                                self.gw.loading.send_modify(|n| *n = n.saturating_sub(1));
                                 tracing::info!(
                                     backends = lock(&self.tracked).len(),
                                     "McpBackend resources listed"
@@ -151,7 +155,7 @@ impl Controller {
                             }
                         }
                         Err(error) => {
-                            super::record::watch_restart(&self.gw);
+                            self.gw.metrics.watch_restart();
                             tracing::warn!("McpBackend watch interrupted, resuming: {error}");
                         }
                     }
@@ -278,7 +282,7 @@ impl Controller {
             entry.outcome = outcome;
             entry.backend = backend;
         }
-        super::record::reconcile(&self.gw, result, started.elapsed());
+        self.gw.metrics.reconcile(result, started.elapsed());
         self.dirty.notify_one();
     }
 

@@ -7,6 +7,7 @@
 //! last two cases the backend is told with `notifications/cancelled`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -15,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::Gateway;
 use crate::jsonrpc;
 use crate::session::{Flight, Session, Sink};
+use crate::telemetry::context;
+use crate::telemetry::trace::{self, Subject};
+use crate::telemetry::{Observed, Outcome};
 
 // === impl Gateway ===
 
@@ -26,6 +30,7 @@ impl Gateway {
         msg: Value,
         sink: &Sink,
         kind: &'static str,
+        observed: &Observed,
     ) -> Value {
         let Some(name) = param_str(&msg, "name") else {
             let method = jsonrpc::method(&msg).unwrap_or_default();
@@ -56,7 +61,7 @@ impl Gateway {
             name: &entry.public,
         };
         let msg = with_param(msg, "name", Value::from(entry.upstream.as_str()));
-        self.forward(session, sink, msg, &entry.backend, target)
+        self.forward(session, sink, msg, &entry.backend, target, observed)
             .await
     }
 
@@ -65,6 +70,7 @@ impl Gateway {
         session: &Arc<Session>,
         msg: Value,
         sink: &Sink,
+        observed: &Observed,
     ) -> Value {
         let Some(uri) = param_str(&msg, "uri").map(str::to_owned) else {
             return invalid_params(&msg, "resources/read needs params.uri");
@@ -77,7 +83,8 @@ impl Gateway {
             kind: "resource",
             name: &uri,
         };
-        self.forward(session, sink, msg, &backend, target).await
+        self.forward(session, sink, msg, &backend, target, observed)
+            .await
     }
 
     /// `completion/complete`, routed by the prompt or resource template it completes.
@@ -86,6 +93,7 @@ impl Gateway {
         session: &Arc<Session>,
         msg: Value,
         sink: &Sink,
+        observed: &Observed,
     ) -> Value {
         let reference = jsonrpc::params(&msg).and_then(|p| p.get("ref"));
         let field = |k: &str| {
@@ -146,7 +154,8 @@ impl Gateway {
             kind,
             name: &name,
         };
-        self.forward(session, sink, msg, &backend, target).await
+        self.forward(session, sink, msg, &backend, target, observed)
+            .await
     }
 
     /// "unknown tool 'x'", naming the backend when the name carries the prefix of one that is
@@ -170,7 +179,8 @@ impl Gateway {
 
     /// Send `msg` to `backend` and wait for its response, restoring the client's id.
     /// `Value::Null` means no response is due (the client cancelled the request).
-    /// `what` names the target in error messages ("tool 'github__search'").
+    /// `what` names the target in error messages ("tool 'github__search'"); `observed`
+    /// learns the backend and how the call ended.
     pub(super) async fn forward(
         self: &Arc<Self>,
         session: &Arc<Session>,
@@ -178,10 +188,13 @@ impl Gateway {
         mut msg: Value,
         backend_name: &Arc<str>,
         what: Target<'_>,
+        observed: &Observed,
     ) -> Value {
         let down_id = jsonrpc::id_or_null(&msg);
         let method = what.method;
+        observed.route(backend_name);
         let Some(backend) = self.upstreams.get(backend_name) else {
+            observed.end_as(Outcome::BackendDown);
             return jsonrpc::error(
                 down_id,
                 jsonrpc::BACKEND_UNAVAILABLE,
@@ -190,6 +203,7 @@ impl Gateway {
             );
         };
         let Some(conn) = backend.connection() else {
+            observed.end_as(Outcome::BackendDown);
             return jsonrpc::error(
                 down_id,
                 jsonrpc::BACKEND_UNAVAILABLE,
@@ -202,6 +216,22 @@ impl Gateway {
             obj.insert("id".into(), Value::from(up_id));
         }
         let progress_token = swap_progress_token(&mut msg, up_id);
+        let span = {
+            let subject = match what.kind {
+                "tool" => param_str(&msg, "name").map_or(Subject::None, Subject::Tool),
+                "prompt" => param_str(&msg, "name").map_or(Subject::None, Subject::Prompt),
+                "resource" => Subject::Resource(what.name),
+                _ => Subject::None,
+            };
+            trace::client_span(
+                method,
+                subject,
+                up_id,
+                backend_name,
+                backend.spec().transport_kind(),
+            )
+        };
+        context::propagate(&span, observed.remote.as_ref(), &mut msg);
         let flight = Arc::new(Flight {
             session: session.clone(),
             downstream_id: down_id.clone(),
@@ -217,6 +247,8 @@ impl Gateway {
             .spec()
             .timeout
             .unwrap_or(self.settings.request_timeout);
+        let _in_flight = self.metrics.in_flight(backend_name);
+        let started = Instant::now();
         let call = conn.call(up_id, msg);
         tokio::pin!(call);
         let outcome = loop {
@@ -229,18 +261,33 @@ impl Gateway {
         };
         match outcome {
             Ok(Ok(mut resp)) => {
+                self.metrics
+                    .upstream(backend_name, method, started.elapsed());
+                trace::record_outcome(&span, Outcome::of_response(Some(&resp)), Some(&resp));
                 if let Some(obj) = resp.as_object_mut() {
                     obj.insert("id".into(), down_id);
                 }
                 resp
             }
-            Ok(Err(e)) => jsonrpc::error(
-                down_id,
-                jsonrpc::BACKEND_UNAVAILABLE,
-                format!("backend '{backend_name}' failed during {method} of {what}: {e}"),
-                Some(json!({"backend": &**backend_name})),
-            ),
+            Ok(Err(e)) => {
+                observed.end_as(Outcome::BackendDown);
+                let resp = jsonrpc::error(
+                    down_id,
+                    jsonrpc::BACKEND_UNAVAILABLE,
+                    format!("backend '{backend_name}' failed during {method} of {what}: {e}"),
+                    Some(json!({"backend": &**backend_name})),
+                );
+                trace::record_outcome(&span, Outcome::BackendDown, Some(&resp));
+                resp
+            }
             Err(reason) => {
+                let outcome = if reason == "timed out" {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Cancelled
+                };
+                observed.end_as(outcome);
+                trace::record_outcome(&span, outcome, None);
                 let cancel = jsonrpc::notification(
                     "notifications/cancelled",
                     Some(json!({"requestId": up_id, "reason": reason})),

@@ -63,6 +63,8 @@ impl Gateway {
                 flight.progress.notify_one();
                 if flight.sink.try_send(msg).is_err() {
                     tracing::debug!(session = %flight.session.id, "progress dropped: client stream is gone or full");
+                } else {
+                    self.metrics.notification("notifications/progress");
                 }
             }
             "notifications/message" => {
@@ -74,6 +76,7 @@ impl Gateway {
                 for s in self.sessions.all() {
                     if s.state().log_level.is_none_or(|min| rank >= min) {
                         s.push(msg.clone());
+                        self.metrics.notification(method);
                     }
                 }
             }
@@ -88,6 +91,7 @@ impl Gateway {
                 for s in self.sessions.all() {
                     if s.state().subscriptions.contains(&key) {
                         s.push(msg.clone());
+                        self.metrics.notification(method);
                     }
                 }
             }
@@ -95,11 +99,13 @@ impl Gateway {
             // concerns when that is known, otherwise to every session.
             _ => match self.related_flight(conn, related.as_ref()) {
                 Some(f) if related.is_some() => {
+                    self.metrics.notification(method);
                     let _ = f.sink.try_send(msg);
                 }
                 _ => {
                     for s in self.sessions.all() {
                         s.push(msg.clone());
+                        self.metrics.notification(method);
                     }
                 }
             },

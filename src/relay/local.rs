@@ -272,6 +272,7 @@ pub async fn announce_changes(gateway: Arc<Gateway>) {
             for s in gateway.sessions.all() {
                 if s.state().initialized {
                     s.push(jsonrpc::notification(method, None));
+                    gateway.metrics.notification(method);
                 }
             }
         }

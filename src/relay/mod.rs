@@ -4,22 +4,26 @@
 //! [`Gateway::handle`] together with the session and the sink where messages related to that
 //! request belong. Lists and the handshake are answered from the catalog; calls are forwarded
 //! to the owning backend over its shared session (`forward`); what backends send back on their
-//! own is routed by `inbound`.
+//! own is routed by `inbound`. Each request is described to metrics and traces (`observe`)
+//! before it is served and recorded once it is answered.
 
 mod forward;
 mod inbound;
 mod local;
+mod observe;
 mod routes;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catalog::{Catalog, CatalogHandle};
 use crate::jsonrpc::{self, Kind};
 use crate::session::{Session, Sessions, Sink};
 use crate::spec::{BackendSpec, GatewaySettings};
+use crate::telemetry::{Metrics, Observed, TraceContext};
 use crate::upstream::{Events, Upstreams};
 pub use local::SERVER_NAME;
 use routes::Routes;
@@ -30,9 +34,13 @@ pub struct Gateway {
     pub catalog: CatalogHandle,
     pub upstreams: Upstreams,
     pub sessions: Sessions,
+    /// Every metric the gateway keeps; also the Kubernetes controller's (`reconcile`,
+    /// `watch_restart`).
+    pub metrics: Arc<Metrics>,
     routes: Routes,
-    /// Sources still loading their first set of backends; `/readyz` waits for them.
-    pub loading: std::sync::atomic::AtomicUsize,
+    /// Sources still loading their first set of backends; `/readyz` and [`Gateway::settled`]
+    /// wait for them.
+    pub loading: tokio::sync::watch::Sender<usize>,
     /// Which source declared each backend, so that each reconciles only its own.
     owners: std::sync::Mutex<std::collections::HashMap<String, Origin>>,
     /// Cancelled once, when the gateway starts shutting down.
@@ -66,15 +74,17 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Gateway {
     pub fn new(settings: GatewaySettings) -> Arc<Self> {
         let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::new());
         let gateway = Arc::new_cyclic(|weak: &std::sync::Weak<Gateway>| {
             let events: std::sync::Weak<dyn Events> = weak.clone();
             Gateway {
                 catalog: CatalogHandle::new(Catalog::new(settings.separator.clone())),
-                upstreams: Upstreams::new(settings.clone(), events),
+                upstreams: Upstreams::new(settings.clone(), events, metrics.clone()),
                 sessions: Sessions::default(),
+                metrics,
                 routes: Routes::default(),
                 owners: Default::default(),
-                loading: Default::default(),
+                loading: tokio::sync::watch::Sender::new(0),
                 settings,
                 shutdown: CancellationToken::new(),
             }
@@ -151,8 +161,9 @@ impl Gateway {
         }
     }
 
-    /// Wait until no backend is still starting.
+    /// Wait until every source has loaded its backends and none is still starting.
     pub async fn settled(&self) {
+        let _ = self.loading.subscribe().wait_for(|n| *n == 0).await;
         for b in self.upstreams.all() {
             b.settled().await;
         }
@@ -166,13 +177,34 @@ impl Gateway {
         msg: Value,
         sink: &Sink,
     ) -> Option<Value> {
+        self.handle_traced(session, msg, sink, None).await
+    }
+
+    /// [`Self::handle`] for a message that came with a trace context outside the message
+    /// itself (the `traceparent` header of the HTTP request that carried it).
+    pub async fn handle_traced(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+        carrier: Option<&TraceContext>,
+    ) -> Option<Value> {
         session.touch();
         let kind = match jsonrpc::classify(&msg) {
             Ok(k) => k,
             Err(why) => return Some(jsonrpc::invalid_request(&msg, &why)),
         };
         match kind {
-            Kind::Request => Some(self.request(session, msg, sink).await).filter(|r| !r.is_null()),
+            Kind::Request => {
+                let observed = self.observe(session, &msg, carrier);
+                let span = observed.span.clone();
+                let response = self
+                    .request(session, msg, sink, &observed)
+                    .instrument(span)
+                    .await;
+                observed.finish(&response);
+                Some(response).filter(|r| !r.is_null())
+            }
             Kind::Notification => {
                 self.notification(session, &msg).await;
                 None
@@ -186,7 +218,13 @@ impl Gateway {
         }
     }
 
-    async fn request(self: &Arc<Self>, session: &Arc<Session>, msg: Value, sink: &Sink) -> Value {
+    async fn request(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sink: &Sink,
+        observed: &Observed,
+    ) -> Value {
         let id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default();
         match method {
@@ -202,10 +240,13 @@ impl Gateway {
             "prompts/list" => self.list(id, "prompts"),
             "resources/list" => self.list(id, "resources"),
             "resources/templates/list" => self.list(id, "resourceTemplates"),
-            "tools/call" => self.call_named(session, msg, sink, "tool").await,
-            "prompts/get" => self.call_named(session, msg, sink, "prompt").await,
-            "resources/read" => self.read_resource(session, msg, sink).await,
-            "completion/complete" => self.complete(session, msg, sink).await,
+            "tools/call" => self.call_named(session, msg, sink, "tool", observed).await,
+            "prompts/get" => {
+                self.call_named(session, msg, sink, "prompt", observed)
+                    .await
+            }
+            "resources/read" => self.read_resource(session, msg, sink, observed).await,
+            "completion/complete" => self.complete(session, msg, sink, observed).await,
             "resources/subscribe" => self.subscribe(session, msg, true).await,
             "resources/unsubscribe" => self.subscribe(session, msg, false).await,
             "logging/setLevel" => self.set_level(session, id, &msg).await,
@@ -238,12 +279,15 @@ impl Gateway {
 
     /// Register a session with the gateway (frontends call this when a client connects).
     pub fn open(&self, session: Arc<Session>) {
+        self.metrics.session_opened(session.frontend.as_str());
         self.sessions.insert(session);
     }
 
     /// A client went away: cancel its requests in flight and release its subscriptions.
     pub async fn close(self: &Arc<Self>, session: &Session) {
-        self.sessions.remove(&session.id);
+        if self.sessions.remove(&session.id).is_some() {
+            self.metrics.session_closed(session.frontend.as_str());
+        }
         let subs = session.close();
         for (backend, uri) in subs {
             self.release_subscription(&backend, &uri).await;

@@ -120,6 +120,7 @@ impl HttpTransport {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
             headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_POST));
             session.add_headers(&mut headers);
+            crate::telemetry::context::add_headers(&msg, &mut headers);
             let request = inner.client.post(inner.url.clone()).headers(headers);
             (request.body(body), session.id.is_some())
         };

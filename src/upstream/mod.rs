@@ -29,6 +29,7 @@ use process::Process;
 use transport::{Transport, TransportError};
 
 use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
+use crate::telemetry::Metrics;
 
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -88,6 +89,7 @@ struct Ctx {
     http: reqwest::Client,
     settings: Arc<GatewaySettings>,
     events: Weak<dyn Events>,
+    metrics: Arc<Metrics>,
 }
 
 /// Every backend by name.
@@ -99,7 +101,11 @@ pub struct Upstreams {
 // === impl Upstreams ===
 
 impl Upstreams {
-    pub fn new(settings: Arc<GatewaySettings>, events: Weak<dyn Events>) -> Self {
+    pub fn new(
+        settings: Arc<GatewaySettings>,
+        events: Weak<dyn Events>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.startup_timeout)
             .build()
@@ -110,6 +116,7 @@ impl Upstreams {
                 http,
                 settings,
                 events,
+                metrics,
             },
         }
     }
@@ -305,6 +312,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 }
                 let reason = conn.close_reason();
                 tracing::warn!(backend = %backend.name, %reason, "backend went down");
+                ctx.metrics.backend_restart(&backend.name);
                 backend.set(State::Down, Some(reason));
                 if up_since.elapsed() > HEALTHY_AFTER {
                     backoff = BACKOFF_MIN;

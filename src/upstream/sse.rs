@@ -81,8 +81,10 @@ impl SseTransport {
         }
         let body = serde_json::to_vec(&msg)
             .map_err(|e| TransportError::Protocol(format!("cannot encode message: {e}")))?;
+        let mut headers = inner.headers.clone();
+        crate::telemetry::context::add_headers(&msg, &mut headers);
         let request = inner.client.post(inner.endpoint.clone());
-        let sending = request.headers(inner.headers.clone()).body(body).send();
+        let sending = request.headers(headers).body(body).send();
         let response = sending.await.map_err(|e| TransportError::Connect {
             url: inner.endpoint.to_string(),
             detail: error_detail(&e),

@@ -9,7 +9,8 @@ Two targets, chosen with E2E_DIRECT:
                    that only make sense with a gateway are marked ``gateway_only`` and skipped.
 
 Other knobs:
-  E2E_GATEWAY_BIN        gateway binary (default <repo>/target/debug/mcp-gateway)
+  E2E_GATEWAY_BIN        gateway binary (default $CARGO_TARGET_DIR/debug/mcp-gateway, else
+                         <repo>/target/debug/mcp-gateway)
   E2E_GATEWAY_LOG_LEVEL  --log-level passed to the gateway (default debug)
   E2E_CLIENT_MODE        mcp 2.x Client(mode=...): auto (default) or legacy
   E2E_READY_TIMEOUT      seconds to wait for a gateway's backends (default 60)
@@ -57,7 +58,8 @@ PY1_CLIENT = E2E_DIR / "clients" / "py1_client.py"
 TS_CLIENT = E2E_DIR / "clients" / "ts_client.mjs"
 
 DIRECT = os.environ.get("E2E_DIRECT", "") not in ("", "0", "false", "no")
-GATEWAY_BIN = Path(os.environ.get("E2E_GATEWAY_BIN", ROOT / "target" / "debug" / "mcp-gateway"))
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+GATEWAY_BIN = Path(os.environ.get("E2E_GATEWAY_BIN", TARGET_DIR / "debug" / "mcp-gateway"))
 GATEWAY_LOG_LEVEL = os.environ.get("E2E_GATEWAY_LOG_LEVEL", "debug")
 CLIENT_MODE = os.environ.get("E2E_CLIENT_MODE", "auto")
 READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "60"))

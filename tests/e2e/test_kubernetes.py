@@ -279,6 +279,14 @@ async def test_watch_survives_bookmarks_restarts_and_410(fake: FakeKube, gateway
                "b removed after the re-list")
     assert "team-a/a" in {b["name"] for b in gw.endpoint.backends()}
 
+    # The operator sees it: interruptions and reconciles are counted.
+    import httpx
+    text = httpx.get(gw.endpoint.url("/metrics"), timeout=5).text
+    restarts = re.search(r"^mcp_gateway_watch_restarts_total (\S+)$", text, re.M)
+    assert restarts and float(restarts.group(1)) >= 1, text
+    applied = re.search(r'^mcp_gateway_reconciles_total\{result="applied"\} (\S+)$', text, re.M)
+    assert applied and float(applied.group(1)) == 2, text
+
 
 def _q(request: dict, key: str) -> Any:
     v = request["query"].get(key)

@@ -3,8 +3,8 @@
 //! Each tool exercises one part of the protocol the gateway must carry
 //! faithfully: plain results with structured content (`echo`, `add`), progress
 //! notifications and cancellation (`slow`, `cancelled_count`), tool errors
-//! (`fail`), server-to-client requests (`sample`, `elicit`) and resource update
-//! notifications (`touch`).
+//! (`fail`), server-to-client requests (`sample`, `elicit`), resource update
+//! notifications (`touch`) and request metadata such as trace context (`request_meta`).
 #![allow(deprecated)] // sampling is deprecated by SEP-2577 but still part of 2025-xx protocols.
 
 use std::time::Duration;
@@ -271,6 +271,16 @@ impl Fixture {
             }
             Err(error) => tool_error(format!("elicitation failed: {error}")),
         })
+    }
+
+    #[tool(
+        description = "Returns the request's _meta (trace context, progress token, ...) as \
+                       JSON text and as structuredContent {meta}, so a test can see what a \
+                       client or gateway sent along."
+    )]
+    async fn request_meta(&self, context: RequestContext<RoleServer>) -> CallToolResult {
+        let meta = Value::Object(context.meta.0.0.clone());
+        success(meta.to_string(), json!({ "meta": meta }))
     }
 
     #[tool(

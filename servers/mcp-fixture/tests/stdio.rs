@@ -49,6 +49,7 @@ fn lists_and_calls_the_plain_tools() {
         "echo",
         "elicit",
         "fail",
+        "request_meta",
         "sample",
         "slow",
         "touch",

@@ -62,6 +62,30 @@ async fn handshake(
 }
 
 #[tokio::test]
+async fn trace_context_in_meta_goes_out_as_headers() {
+    let (mut s, t, mut rx) = start().await;
+    let _get = handshake(&mut s, &t, &mut rx).await;
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let params = json!({"name": "x", "_meta": {"traceparent": traceparent, "tracestate": "a=1"}});
+    let call = jsonrpc::request(json!(2), "tools/call", Some(params));
+    let (sent, ()) = exchange(&mut s, t.send(call), |req| {
+        assert_eq!(req.header("traceparent"), Some(traceparent));
+        assert_eq!(req.header("tracestate"), Some("a=1"));
+        assert_eq!(req.header("x-api-key"), Some("k3y"), "custom headers stay");
+        req.reply(StatusCode::ACCEPTED);
+    })
+    .await;
+    sent.unwrap();
+    let plain = jsonrpc::request(json!(3), "tools/call", Some(json!({"name": "x"})));
+    let (sent, ()) = exchange(&mut s, t.send(plain), |req| {
+        assert_eq!(req.header("traceparent"), None, "no context, no header");
+        req.reply(StatusCode::ACCEPTED);
+    })
+    .await;
+    sent.unwrap();
+}
+
+#[tokio::test]
 async fn responses_are_tagged_and_the_session_expires_on_404() {
     let (mut s, t, mut rx) = start().await;
     let get = handshake(&mut s, &t, &mut rx).await;

@@ -1,0 +1,314 @@
+//! The start-up summary: where to connect and how every backend came up, in one table a person
+//! takes in at a glance. In JSON logs it is one structured event per backend instead.
+
+use std::fmt::Write as _;
+
+use super::logs::LogFormat;
+
+/// Longest error text shown in the table (the full text is in `/api/v1/backends`).
+const ERROR_WIDTH: usize = 96;
+
+pub struct Summary {
+    /// The HTTP base URL (`http://127.0.0.1:8900`); `None` when serving stdio.
+    pub listen: Option<String>,
+    pub backends: Vec<Row>,
+    /// Published tools, prompts and resources (after names were resolved).
+    pub tools: usize,
+    pub prompts: usize,
+    pub resources: usize,
+}
+
+pub struct Row {
+    pub name: String,
+    pub transport: &'static str,
+    pub state: &'static str,
+    pub tools: usize,
+    pub prompts: usize,
+    pub resources: usize,
+    pub error: Option<String>,
+}
+
+/// SGR colour for a state (or a header): green ready, red down, yellow starting.
+fn paint(text: &str, code: &str, colour: bool) -> String {
+    if colour && !code.is_empty() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn state_colour(state: &str) -> &'static str {
+    match state {
+        "ready" => "32",
+        "down" => "31",
+        "starting" => "33",
+        _ => "2",
+    }
+}
+
+/// The table as text; `colour` adds ANSI colours (only ever for a terminal).
+pub fn render(s: &Summary, colour: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            &format!("mcp-gateway {}", env!("CARGO_PKG_VERSION")),
+            "1",
+            colour
+        )
+    );
+    match &s.listen {
+        Some(base) => {
+            let _ = writeln!(out, "  streamable HTTP  {base}/mcp");
+            let _ = writeln!(out, "  legacy SSE       {base}/sse");
+            let _ = writeln!(out, "  metrics          {base}/metrics");
+        }
+        None => {
+            let _ = writeln!(out, "  stdio            this process's stdin and stdout");
+        }
+    }
+    out.push('\n');
+    if s.backends.is_empty() {
+        out.push_str("  no backends configured\n");
+        return out;
+    }
+
+    let count = |n: usize, state: &str| {
+        if state == "ready" {
+            n.to_string()
+        } else {
+            "-".to_owned()
+        }
+    };
+    let header = [
+        "BACKEND",
+        "TRANSPORT",
+        "STATE",
+        "TOOLS",
+        "PROMPTS",
+        "RESOURCES",
+    ];
+    let ready = s.backends.iter().filter(|b| b.state == "ready").count();
+    let mut rows: Vec<[String; 6]> = s
+        .backends
+        .iter()
+        .map(|b| {
+            [
+                b.name.clone(),
+                b.transport.to_owned(),
+                b.state.to_owned(),
+                count(b.tools, b.state),
+                count(b.prompts, b.state),
+                count(b.resources, b.state),
+            ]
+        })
+        .collect();
+    let total = [
+        "total".to_owned(),
+        match s.backends.len() {
+            1 => "1 backend".to_owned(),
+            n => format!("{n} backends"),
+        },
+        format!("{ready} ready"),
+        s.tools.to_string(),
+        s.prompts.to_string(),
+        s.resources.to_string(),
+    ];
+    let mut widths = header.map(str::len);
+    for row in rows.iter().chain(std::iter::once(&total)) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 6], state_code: &str| {
+        let mut l = String::from(" ");
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let padded = if i >= 3 {
+                format!(" {cell:>w$}")
+            } else {
+                format!(" {cell:<w$}")
+            };
+            l.push_str(&if i == 2 {
+                paint(&padded, state_code, colour)
+            } else {
+                padded
+            });
+            l.push(' ');
+        }
+        l.trim_end().to_owned()
+    };
+    let head = header.map(str::to_owned);
+    let _ = writeln!(out, "{}", paint(&line(&head, ""), "1", colour));
+    for (row, b) in rows.iter_mut().zip(&s.backends) {
+        let mut l = line(row, state_colour(b.state));
+        if let Some(e) = b.error.as_deref().filter(|_| b.state != "ready") {
+            l.push_str("  ");
+            l.push_str(&paint(&shorten(e), "2", colour));
+        }
+        let _ = writeln!(out, "{l}");
+    }
+    let width: usize = widths.iter().map(|w| w + 2).sum::<usize>() + 1;
+    let _ = writeln!(out, "  {}", "─".repeat(width.saturating_sub(2)));
+    let _ = writeln!(out, "{}", line(&total, ""));
+    out
+}
+
+/// One line, at most [`ERROR_WIDTH`] characters.
+fn shorten(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= ERROR_WIDTH {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(ERROR_WIDTH - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Log the summary: the table for people, structured events for JSON.
+pub fn log(s: &Summary, format: LogFormat, colour: bool) {
+    match format {
+        LogFormat::Text => {
+            tracing::info!(target: "mcp_gateway::summary", "\n{}", render(s, colour).trim_end());
+        }
+        LogFormat::Json => {
+            for b in &s.backends {
+                tracing::info!(
+                    target: "mcp_gateway::summary",
+                    backend = %b.name,
+                    transport = b.transport,
+                    state = b.state,
+                    tools = b.tools,
+                    prompts = b.prompts,
+                    resources = b.resources,
+                    error = b.error.as_deref(),
+                    "backend"
+                );
+            }
+            let ready = s.backends.iter().filter(|b| b.state == "ready").count();
+            tracing::info!(
+                target: "mcp_gateway::summary",
+                listen = s.listen.as_deref(),
+                backends = s.backends.len(),
+                ready,
+                tools = s.tools,
+                prompts = s.prompts,
+                resources = s.resources,
+                "gateway ready"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            listen: Some("http://127.0.0.1:8900".into()),
+            backends: vec![
+                Row {
+                    name: "fixture".into(),
+                    transport: "stdio",
+                    state: "ready",
+                    tools: 9,
+                    prompts: 1,
+                    resources: 2,
+                    error: None,
+                },
+                Row {
+                    name: "github".into(),
+                    transport: "streamable-http",
+                    state: "down",
+                    tools: 0,
+                    prompts: 0,
+                    resources: 0,
+                    error: Some(format!("cannot reach https://x/mcp:\n{}", "e".repeat(100))),
+                },
+            ],
+            tools: 9,
+            prompts: 1,
+            resources: 2,
+        }
+    }
+
+    #[test]
+    fn renders_listeners_backends_and_totals() {
+        let text = render(&summary(), false);
+        let expected_head = format!(
+            "mcp-gateway {}\n  streamable HTTP  http://127.0.0.1:8900/mcp\n  legacy SSE       http://127.0.0.1:8900/sse\n  metrics          http://127.0.0.1:8900/metrics\n\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.starts_with(&expected_head), "{text}");
+        let table: Vec<&str> = text[expected_head.len()..].lines().collect();
+        assert_eq!(
+            table[0],
+            "  BACKEND  TRANSPORT        STATE    TOOLS  PROMPTS  RESOURCES"
+        );
+        assert_eq!(
+            table[1],
+            "  fixture  stdio            ready        9        1          2"
+        );
+        assert!(
+            table[2].starts_with(
+                "  github   streamable-http  down         -        -          -  cannot reach https://x/mcp: eee"
+            ),
+            "{}",
+            table[2]
+        );
+        assert!(
+            table[2].ends_with('…') && table[2].chars().count() < 170,
+            "{}",
+            table[2]
+        );
+        assert!(table[3].trim_start().chars().all(|c| c == '─'));
+        assert_eq!(
+            table[4],
+            "  total    2 backends       1 ready      9        1          2"
+        );
+        assert!(
+            !text.contains('\x1b'),
+            "no colour codes when asked for none"
+        );
+    }
+
+    #[test]
+    fn colour_wraps_cells_without_moving_columns() {
+        let plain = render(&summary(), false);
+        let coloured = render(&summary(), true);
+        assert!(coloured.contains("\x1b[32m"), "ready is green");
+        assert!(coloured.contains("\x1b[31m"), "down is red");
+        let strip = |s: &str| {
+            let mut out = String::new();
+            let mut in_escape = false;
+            for c in s.chars() {
+                match (in_escape, c) {
+                    (false, '\x1b') => in_escape = true,
+                    (true, 'm') => in_escape = false,
+                    (true, _) => {}
+                    (false, c) => out.push(c),
+                }
+            }
+            out
+        };
+        assert_eq!(strip(&coloured), plain);
+    }
+
+    #[test]
+    fn stdio_and_empty() {
+        let s = Summary {
+            listen: None,
+            backends: vec![],
+            tools: 0,
+            prompts: 0,
+            resources: 0,
+        };
+        let text = render(&s, false);
+        assert!(text.contains("stdio            this process's stdin and stdout"));
+        assert!(text.ends_with("  no backends configured\n"));
+    }
+}
