@@ -45,6 +45,7 @@ pub const FIELD_MANAGER: &str = "mcp-gateway";
 #[serde(rename_all = "camelCase")]
 pub struct McpBackendSpec {
     /// How the gateway talks to the server.
+    #[schemars(extend("maxLength" = 16))]
     pub transport: Transport,
     /// The program to run (stdio, or an sse server the gateway starts before connecting).
     /// Runs inside the gateway pod, so the gateway's stdio policy must allow it.
@@ -52,9 +53,11 @@ pub struct McpBackendSpec {
     #[schemars(length(min = 1))]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub args: Option<Vec<String>>,
     /// Environment variables added to the process's environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub env: Option<Vec<ValueVar>>,
     /// The server's endpoint (`http://…/mcp` for streamable-http, `http://…/sse` for sse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,7 @@ pub struct McpBackendSpec {
     pub service: Option<ServiceRef>,
     /// HTTP headers sent with every request to the server (e.g. `Authorization` from a Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub headers: Option<Vec<ValueVar>>,
     /// Prefix of the public tool and prompt names; default: the resource's name.
     /// `""` publishes the server's names as they are.

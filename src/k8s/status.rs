@@ -53,7 +53,7 @@ pub fn desired(
         type_: READY.into(),
         status: status.into(),
         reason: reason.into(),
-        message,
+        message: bounded(message),
         last_transition_time: since,
         observed_generation: generation,
     };
@@ -113,6 +113,20 @@ fn ready_condition(observed: &Observed) -> Option<(&'static str, &'static str, S
             State::Stopped => return None,
         },
     })
+}
+
+/// The API server refuses a condition message over 32768 bytes; a long stderr tail is cut.
+fn bounded(mut message: String) -> String {
+    const MAX: usize = 32 * 1024 - 3;
+    if message.len() > MAX {
+        let mut at = MAX;
+        while !message.is_char_boundary(at) {
+            at -= 1;
+        }
+        message.truncate(at);
+        message.push('…');
+    }
+    message
 }
 
 fn server_info_of(info: &Value) -> Option<ServerInfo> {
@@ -228,6 +242,24 @@ mod tests {
             assert_eq!(s.observed_generation, Some(4));
         }
         assert!(desired(Some(1), &backend(State::Stopped, None, [0; 3]), None, at(0)).is_none());
+    }
+
+    #[test]
+    fn a_huge_error_is_cut_to_what_the_api_server_accepts() {
+        let error = "é".repeat(40_000);
+        let s = desired(
+            Some(1),
+            &backend(State::Down, Some(&error), [0; 3]),
+            None,
+            at(0),
+        )
+        .expect("s");
+        let message = &ready(&s).expect("c").message;
+        assert!(
+            message.len() <= 32 * 1024 && message.ends_with('…'),
+            "{}",
+            message.len()
+        );
     }
 
     #[test]
