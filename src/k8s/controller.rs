@@ -401,7 +401,6 @@ impl Controller {
     }
 
     async fn write_all(&self, recorder: &Recorder) {
-        let snapshot = self.gw.catalog.current();
         let now = Timestamp::now();
         // Decide under the lock, write without it.
         let writes: Vec<(String, McpBackend, McpBackendStatus)> = {
@@ -413,8 +412,11 @@ impl Controller {
                         Err(refusal) => Observed::Refused(refusal.clone()),
                         Ok(_) => {
                             let backend = t.backend.as_ref()?;
+                            // Status first: a backend's listing is in the catalog before it
+                            // is Ready, so Ready never goes out with stale counts.
                             let s = backend.status();
-                            let [tools, prompts, resources, _] = snapshot.counts(key);
+                            let [tools, prompts, resources, _] =
+                                self.gw.catalog.current().counts(key);
                             Observed::Backend {
                                 state: s.state,
                                 last_error: s.last_error,
