@@ -95,8 +95,9 @@ impl Gateway {
 
     /// Add or change a backend declared in the config file (see [`Gateway::apply_from`]).
     pub fn apply(&self, spec: BackendSpec) {
+        let name = spec.name.clone();
         if let Err(owner) = self.apply_from(Origin::File, spec) {
-            tracing::error!("a backend of that name is already declared by the {owner}");
+            tracing::error!(backend = %name, "not applied: the {owner} declares a backend of that name");
         }
     }
 
