@@ -11,5 +11,6 @@ pub mod relay;
 pub mod reload;
 pub mod session;
 pub mod spec;
+mod sync;
 pub mod telemetry;
 pub mod upstream;

@@ -5,9 +5,10 @@
 //! upstream request), the gateway's own requests to it awaiting answers (sampling,
 //! elicitation, roots), its log level and its resource subscriptions.
 
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -81,10 +82,6 @@ pub struct Session {
     last_seen: Mutex<Instant>,
     /// Set at the first dropped message, so a client that never reads is reported once.
     dropping: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 // === impl Session ===

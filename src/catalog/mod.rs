@@ -13,7 +13,7 @@ pub mod naming;
 pub mod uri_template;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::Value;
@@ -411,7 +411,7 @@ impl CatalogHandle {
 
     fn lock(&self) -> MutexGuard<'_, Catalog> {
         // The catalog holds no invariant a panic elsewhere could break half-way.
-        self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.catalog)
     }
 }
 

@@ -15,6 +15,7 @@
 //! - No finalizer: deleting an `McpBackend` never waits for a gateway, and a gateway that
 //!   missed the deletion catches up at its next list.
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -507,12 +508,6 @@ fn describe_scopes(namespaces: &[String]) -> String {
         true => "all".into(),
         false => namespaces.join(","),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -13,6 +13,7 @@ mod local;
 mod observe;
 mod routes;
 
+use crate::sync::lock;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -61,12 +62,6 @@ impl std::fmt::Display for Origin {
             Self::Kubernetes => "McpBackend resources",
         })
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 // === impl Gateway ===

@@ -2,8 +2,9 @@
 //! an upstream id (and so a progress token or a server→client request) belongs to, and how
 //! many sessions hold each resource subscription.
 
+use crate::sync::lock;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::session::Flight;
 
@@ -16,10 +17,6 @@ pub struct Routes {
     flights: Mutex<HashMap<FlightKey, Arc<Flight>>>,
     /// (backend, uri) → number of sessions subscribed.
     subscriptions: Mutex<HashMap<(Arc<str>, String), usize>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Removes a flight from every table when its request ends, however it ends.

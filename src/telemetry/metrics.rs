@@ -7,7 +7,7 @@
 //! ([`Sample`]), so it can never drift from what `/api/v1/backends` shows and a removed
 //! backend's series disappear with it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -416,7 +416,7 @@ impl Metrics {
 
     /// The whole exposition: the state in `sample` plus every counted event.
     pub fn render(&self, sample: &Sample, format: Format) -> String {
-        let _one_at_a_time = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = crate::sync::lock(&self.scrape);
         self.set_state(sample);
         exposition::encode(&self.registry, format)
     }

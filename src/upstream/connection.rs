@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -158,7 +158,7 @@ impl Connection {
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.pending)
     }
 
     fn mark_closed(&self, reason: String) {

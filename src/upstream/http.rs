@@ -7,7 +7,7 @@
 //! server-initiated messages, and ends the session with DELETE on close.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -218,7 +218,7 @@ fn session_gone(status: StatusCode, error: &TransportError) -> bool {
 
 impl Inner {
     fn session(&self) -> MutexGuard<'_, Session> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {

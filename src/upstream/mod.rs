@@ -15,6 +15,7 @@ pub mod sse_stream;
 pub mod stdio;
 pub mod transport;
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -122,7 +123,7 @@ impl Upstreams {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Arc<Backend>>> {
-        self.backends.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.backends)
     }
 
     /// Start `spec`. A backend of the same name keeps its session when the new spec allows
@@ -198,7 +199,7 @@ impl Backend {
         });
         if !backend.disabled {
             let task = tokio::spawn(supervise(backend.clone(), ctx));
-            *backend.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+            *lock(&backend.task) = Some(task);
         }
         backend
     }
@@ -213,11 +214,7 @@ impl Backend {
 
     /// The live session, if the backend is up.
     pub fn connection(&self) -> Option<Arc<Connection>> {
-        self.conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .filter(|c| !c.is_closed())
+        lock(&self.conn).clone().filter(|c| !c.is_closed())
     }
 
     pub fn status(&self) -> Status {
@@ -248,11 +245,7 @@ impl Backend {
 
     async fn stop(&self) {
         self.stop.cancel();
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }
@@ -272,7 +265,7 @@ impl Backend {
     }
 
     fn set_conn(&self, conn: Option<Arc<Connection>>) {
-        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+        *lock(&self.conn) = conn;
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -110,7 +110,7 @@ async fn log_lines(
             continue;
         }
         tracing::info!(target: "mcp_gateway::backend", backend = %backend, "{line}");
-        let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = crate::sync::lock(&tail);
         if t.len() == STDERR_TAIL {
             t.pop_front();
         }
@@ -145,7 +145,7 @@ impl Process {
 
     /// The last lines the child wrote to stderr, joined for an error message.
     pub fn stderr_tail(&self) -> String {
-        let t = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = crate::sync::lock(&self.tail);
         t.iter().cloned().collect::<Vec<_>>().join(" | ")
     }
 
