@@ -59,8 +59,6 @@ pub struct Options {
 struct Tracked {
     /// The latest object from the watch or from our own status patch.
     resource: McpBackend,
-    /// The generation the outcome describes.
-    generation: Option<i64>,
     outcome: Result<BackendSpec, Refusal>,
     /// The gateway backend whose status changes we forward, to notice a replacement.
     backend: Option<Arc<Backend>>,
@@ -209,7 +207,7 @@ impl Controller {
             if let Some(t) = tracked.get_mut(&key(&resource))
                 && t.resource.metadata.uid == resource.metadata.uid
                 && t.resource.spec == resource.spec
-                && t.generation == resource.metadata.generation
+                && t.resource.metadata.generation == resource.metadata.generation
             {
                 t.resource = resource;
                 drop(tracked);
@@ -261,27 +259,18 @@ impl Controller {
         let backend = self.gw.upstreams.get(&key).filter(|_| outcome.is_ok());
         {
             let mut tracked = lock(&self.tracked);
-            let entry = tracked.entry(key).or_insert_with(|| Tracked {
-                resource: resource.clone(),
-                generation: None,
-                outcome: Err(Refusal {
-                    reason: "Pending",
-                    message: String::new(),
-                }),
-                backend: None,
-            });
-            let replaced = match (&entry.backend, &backend) {
-                (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
-                (None, Some(_)) => true,
-                _ => false,
-            };
-            if replaced && let Some(b) = &backend {
+            let before = tracked.get(&key).and_then(|t| t.backend.as_ref());
+            if let Some(b) = &backend
+                && !before.is_some_and(|a| Arc::ptr_eq(a, b))
+            {
                 tokio::spawn(forward_changes(b.watch_status(), self.dirty.clone()));
             }
-            entry.resource = resource;
-            entry.generation = entry.resource.metadata.generation;
-            entry.outcome = outcome;
-            entry.backend = backend;
+            let entry = Tracked {
+                resource,
+                outcome,
+                backend,
+            };
+            tracked.insert(key, entry);
         }
         self.gw.metrics.reconcile(result, started.elapsed());
         self.dirty.notify_one();
@@ -427,7 +416,8 @@ impl Controller {
                         }
                     };
                     let current = t.resource.status.as_ref();
-                    let desired = status::desired(t.generation, &observed, current, now)?;
+                    let desired =
+                        status::desired(t.resource.metadata.generation, &observed, current, now)?;
                     status::needs_write(current, &desired)
                         .then(|| (key.clone(), t.resource.clone(), desired))
                 })
@@ -457,7 +447,7 @@ impl Controller {
                         EventType::Normal
                     },
                     reason: t.reason,
-                    note: Some(truncate(&t.note, 1000)),
+                    note: Some(t.note),
                     action: "Reconcile".into(),
                     secondary: None,
                 };
@@ -507,13 +497,6 @@ fn describe_scopes(namespaces: &[String]) -> String {
     match namespaces.is_empty() {
         true => "all".into(),
         false => namespaces.join(","),
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
     }
 }
 

@@ -53,7 +53,7 @@ pub fn desired(
         type_: READY.into(),
         status: status.into(),
         reason: reason.into(),
-        message: bounded(message),
+        message: cut(message, CONDITION_MESSAGE_MAX),
         last_transition_time: since,
         observed_generation: generation,
     };
@@ -115,18 +115,21 @@ fn ready_condition(observed: &Observed) -> Option<(&'static str, &'static str, S
     })
 }
 
-/// The API server refuses a condition message over 32768 bytes; a long stderr tail is cut.
-fn bounded(mut message: String) -> String {
-    const MAX: usize = 32 * 1024 - 3;
-    if message.len() > MAX {
-        let mut at = MAX;
-        while !message.is_char_boundary(at) {
+/// The API server's limits, in bytes: a condition message, an Event note.
+const CONDITION_MESSAGE_MAX: usize = 32 * 1024;
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// `text` within `max` bytes, marked with `…` where it was cut (a long stderr tail).
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max - '…'.len_utf8();
+        while !text.is_char_boundary(at) {
             at -= 1;
         }
-        message.truncate(at);
-        message.push('…');
+        text.truncate(at);
+        text.push('…');
     }
-    message
+    text
 }
 
 fn server_info_of(info: &Value) -> Option<ServerInfo> {
@@ -166,7 +169,7 @@ pub fn transition(
     Some(Transition {
         warning: after.status != "True",
         reason: after.reason.clone(),
-        note: after.message.clone(),
+        note: cut(after.message.clone(), EVENT_NOTE_MAX),
     })
 }
 
