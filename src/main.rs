@@ -185,13 +185,11 @@ fn load(path: Option<&Path>, kubernetes: bool) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(config::load(p)?),
         // In a cluster the backends come from McpBackend resources.
-        None if kubernetes => Ok(config::parse(
-            "mcpServers: {}",
-            "no config",
-            config::Format::Yaml,
-            None,
-            &|_| None,
-        )?),
+        None if kubernetes => Ok(Config {
+            gateway: Default::default(),
+            backends: Vec::new(),
+            warnings: Vec::new(),
+        }),
         None => Ok(config::parse(
             EMBEDDED_DEFAULT,
             "embedded default config",
@@ -225,12 +223,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let kubernetes = args.kubernetes.enabled;
     let outcome = load(args.config.as_deref(), kubernetes).and_then(|cfg| {
-        // Without a file in Kubernetes mode there is nothing to warn about.
-        for w in cfg
-            .warnings
-            .iter()
-            .filter(|_| args.config.is_some() || !kubernetes)
-        {
+        for w in &cfg.warnings {
             tracing::warn!("{w}");
         }
         if args.config.is_none() && !kubernetes {
