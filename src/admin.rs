@@ -67,6 +67,12 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
 /// The exposition, in OpenMetrics when the scraper asks for it, else Prometheus text.
 async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = exposition(&gw, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// Every metric, with the state families sampled from the gateway now.
+pub fn exposition(gw: &Gateway, format: Format) -> String {
     let snap = gw.catalog.current();
     let mut sample = Sample {
         backends: gw
@@ -92,8 +98,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     for s in gw.sessions.all() {
         sample.count_session(s.frontend.as_str());
     }
-    let body = gw.metrics.render(&sample, format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    gw.metrics.render(&sample, format)
 }
 
 async fn backends(State(gw): State<Arc<Gateway>>) -> Json<Value> {

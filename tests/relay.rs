@@ -469,37 +469,24 @@ async fn naming_and_filter_edits_keep_the_backend_session() {
 }
 
 /// The stdio frontend's sessions are counted like the HTTP ones (a stdio gateway has no
-/// `/metrics` of its own, so the router is asked in-process).
+/// `/metrics` of its own, so the exposition is taken in-process).
 #[tokio::test]
 async fn stdio_sessions_are_counted() {
-    use tower::ServiceExt;
+    use mcp_gateway::telemetry::exposition::Format;
     let gw = gateway(vec![fixture("fx")]).await;
-    let app = mcp_gateway::frontend::router(
-        gw.clone(),
-        mcp_gateway::frontend::HostGuard::new([127, 0, 0, 1].into(), &[]),
-    );
-    let scrape = || async {
-        let request = http::Request::get("/metrics")
-            .body(axum::body::Body::empty())
-            .expect("request");
-        let response = app.clone().oneshot(request).await.expect("response");
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        String::from_utf8(body.to_vec()).expect("text")
-    };
+    let scrape = || mcp_gateway::admin::exposition(&gw, Format::Prometheus);
     let value = |text: &str, series: &str| -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     };
     let open = r#"mcp_gateway_sessions_open{transport="stdio"}"#;
     let closed = r#"mcp_gateway_sessions_closed_total{transport="stdio"}"#;
-    assert_eq!(value(&scrape().await, open), Some(0.0));
+    assert_eq!(value(&scrape(), open), Some(0.0));
 
     let mut c = Client::initialized(&gw).await;
     let echo = c.call("fx__echo", json!({"message": "counted"})).await;
     assert_eq!(text_of(&echo), "counted");
-    let text = scrape().await;
+    let text = scrape();
     assert_eq!(value(&text, open), Some(1.0), "{text}");
     let calls = r#"mcp_gateway_requests_total{method="tools/call",backend="fx",tool="fx__echo",outcome="ok"}"#;
     assert_eq!(value(&text, calls), Some(1.0), "{text}");
@@ -507,7 +494,7 @@ async fn stdio_sessions_are_counted() {
     drop(c); // stdin closes: the session ends
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let text = scrape().await;
+        let text = scrape();
         if value(&text, open) == Some(0.0) && value(&text, closed) == Some(1.0) {
             break;
         }
