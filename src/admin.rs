@@ -1,27 +1,38 @@
 //! Ops endpoints: liveness, readiness with each backend's state, Prometheus metrics, and
-//! read-only views of the backends and the published tools. None of them is behind the `Host`
-//! guard: probes and scrapers reach the gateway by pod IP.
+//! read-only views of the backends and the published tools.
+//!
+//! Probes and scrapers reach the gateway by pod IP, so `/healthz`, `/readyz` and `/metrics`
+//! answer any `Host`, and carry nothing sensitive; `/readyz` adds each backend's state only for
+//! a request that passes the Host and Origin guards. The `/api/v1` views sit behind the guards
+//! with the MCP transports (see `frontend::router`).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, http::StatusCode};
 use serde_json::{Value, json};
 
+use crate::frontend::HostGuard;
 use crate::relay::Gateway;
 use crate::telemetry::exposition::Format;
 use crate::telemetry::metrics::{BackendSample, Sample};
 use crate::upstream::{Backend, State as BackendState};
 
-pub fn router() -> Router<Arc<Gateway>> {
+/// The probes and the metrics: any `Host`.
+pub fn probes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+}
+
+/// The admin API: only behind the guards.
+pub fn api() -> Router<Arc<Gateway>> {
+    Router::new()
         .route("/api/v1/backends", get(backends))
         .route("/api/v1/tools", get(tools))
 }
@@ -29,8 +40,12 @@ pub fn router() -> Router<Arc<Gateway>> {
 /// Ready once the config is loaded, the listener is up (this answer proves both) and, in
 /// Kubernetes mode, the first list of McpBackends is applied; each backend's state is
 /// reported, but a backend being down does not make the gateway unready.
-async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
-    if gw.shutdown.is_cancelled() {
+async fn readyz(
+    State(gw): State<Arc<Gateway>>,
+    Extension(guard): Extension<HostGuard>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    if gw.draining.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "reason": "shutting down"})),
@@ -43,6 +58,10 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
                 json!({"ready": false, "reason": "waiting for the first list of McpBackend resources"}),
             ),
         );
+    }
+    if guard.check(&headers).is_err() {
+        // A probe by pod IP: the verdict, without details.
+        return (StatusCode::OK, Json(json!({"ready": true})));
     }
     let backends: Vec<Value> = gw
         .upstreams

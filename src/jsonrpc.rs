@@ -17,6 +17,10 @@ pub const BACKEND_UNAVAILABLE: i64 = -32000;
 pub const REQUEST_TIMEOUT: i64 = -32001;
 /// MCP: resource not found.
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// Implementation-defined: over a limit (sessions, requests in flight); try again later.
+pub const BUSY: i64 = -32003;
+/// Implementation-defined: the gateway is shutting down and will not finish the request.
+pub const SHUTTING_DOWN: i64 = -32004;
 
 /// What a single JSON-RPC message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +42,8 @@ pub enum Invalid {
     Method,
     #[error("\"id\" must be a string or an integer")]
     Id,
+    #[error("a request's \"id\" must not be null")]
+    NullId,
     #[error("a message needs \"method\", \"result\" or \"error\"")]
     Shape,
 }
@@ -55,6 +61,7 @@ pub fn classify(msg: &Value) -> Result<Kind, Invalid> {
         return Err(Invalid::Id);
     }
     match obj.get("method") {
+        Some(Value::String(_)) if id.is_some_and(Value::is_null) => Err(Invalid::NullId),
         Some(Value::String(_)) => Ok(if id.is_some() {
             Kind::Request
         } else {
@@ -75,6 +82,19 @@ fn is_valid_id(id: &Value) -> bool {
         // Only responses to unparseable requests carry a null id; accept it there.
         Value::Null => true,
         _ => false,
+    }
+}
+
+/// MCP's params are objects, and so is their `_meta`: anything else is refused before a
+/// backend sees it (some answer such a request without an id, or not at all).
+pub fn check_params(msg: &Value) -> Result<(), &'static str> {
+    match params(msg) {
+        None => Ok(()),
+        Some(Value::Object(p)) => match p.get("_meta") {
+            None | Some(Value::Object(_)) => Ok(()),
+            Some(_) => Err("invalid params: \"params._meta\" must be an object"),
+        },
+        Some(_) => Err("invalid params: \"params\" must be an object"),
     }
 }
 
@@ -226,6 +246,14 @@ mod tests {
                 Err(Invalid::Id),
             ),
             (json!({"jsonrpc":"2.0","id":1}), Err(Invalid::Shape)),
+            (
+                json!({"jsonrpc":"2.0","id":null,"method":"tools/call"}),
+                Err(Invalid::NullId),
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}),
+                Ok(Kind::Response),
+            ),
             (json!({"jsonrpc":"2.0"}), Err(Invalid::Shape)),
         ];
         for (msg, want) in cases {
@@ -240,6 +268,29 @@ mod tests {
         assert_eq!(e["error"]["code"], INVALID_REQUEST);
         let e = invalid_request(&json!({"id": [1]}), &Invalid::Id);
         assert_eq!(e["id"], Value::Null);
+    }
+
+    #[test]
+    fn params_and_meta_must_be_objects() {
+        let ok = [
+            json!({"id":1,"method":"ping"}),
+            json!({"id":1,"method":"x","params":{}}),
+            json!({"id":1,"method":"x","params":{"_meta":{"progressToken":1}}}),
+        ];
+        for m in ok {
+            assert_eq!(check_params(&m), Ok(()), "{m}");
+        }
+        let bad = [
+            json!({"id":1,"method":"x","params":"s"}),
+            json!({"id":1,"method":"x","params":[1]}),
+            json!({"id":1,"method":"x","params":null}),
+            json!({"id":1,"method":"x","params":{"_meta":"s"}}),
+            json!({"id":1,"method":"x","params":{"_meta":[]}}),
+            json!({"id":1,"method":"x","params":{"_meta":null}}),
+        ];
+        for m in bad {
+            assert!(check_params(&m).is_err(), "{m}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod frontend;
 pub mod jsonrpc;
 pub mod k8s;
+pub mod redact;
 pub mod relay;
 pub mod reload;
 pub mod session;

@@ -290,25 +290,30 @@ async fn run(
         tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
     }
 
-    let outcome = match args.transport {
+    match args.transport {
         Transport::Stdio => {
             // Let backends come up first so the client's first tools/list is complete.
             let _ = tokio::time::timeout(gw.settings.startup_timeout, gw.settled()).await;
+            let client =
+                frontend::stdio::serve(gw.clone(), tokio::io::stdin(), tokio::io::stdout());
+            let mut client = tokio::spawn(client);
             tokio::select! {
-                _ = frontend::stdio::serve(gw.clone(), tokio::io::stdin(), tokio::io::stdout()) => {}
-                _ = shutdown_signal() => {}
+                // stdin closed: the client is gone, nothing is left to drain.
+                _ = &mut client => gw.stop(grace).await,
+                _ = shutdown_signal() => {
+                    tracing::info!("shutting down");
+                    gw.drain(grace).await;
+                    let _ = client.await;
+                }
             }
-            Ok(())
         }
-        Transport::Http => match listener {
-            Some((listener, _)) => {
-                serve_http(gw.clone(), listener, host, &allowed_hosts, grace).await
+        Transport::Http => {
+            if let Some((listener, _)) = listener {
+                serve_http(gw.clone(), listener, host, &allowed_hosts, grace).await;
             }
-            None => Ok(()),
-        },
-    };
-    gw.stop().await;
-    outcome
+        }
+    }
+    Ok(())
 }
 
 fn kube_options(args: &KubeArgs) -> anyhow::Result<mcp_gateway::k8s::Options> {
@@ -354,33 +359,34 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, Sock
     };
     let local = listener.local_addr().context("listener has no address")?;
     tracing::info!("listening on http://{local} (streamable HTTP at /mcp, SSE at /sse)");
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {} without authentication: anyone who can reach this port can use \
+             every backend and its credentials. Bind to 127.0.0.1, or put the gateway behind \
+             an authenticating proxy or a NetworkPolicy",
+            local.ip()
+        );
+    }
     Ok((listener, local))
 }
 
+/// Serve HTTP until SIGTERM or Ctrl-C, then drain: no new sessions, calls in flight finish
+/// within `grace` (or are answered with an error), backends stop, connections close.
 async fn serve_http(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     host: IpAddr,
     allowed_hosts: &[String],
     grace: Duration,
-) -> anyhow::Result<()> {
+) {
     tokio::spawn(frontend::expire_idle_sessions(gw.clone()));
     let app = frontend::router(gw.clone(), HostGuard::new(host, allowed_hosts));
-    let stopping = gw.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        // Closing sessions ends their streams, which lets open connections finish.
-        stopping.stop().await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => r.context("the HTTP server failed")?,
-        _ = async { gw.shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("connections still open after {} s; closing them", grace.as_secs());
-        }
-    }
-    Ok(())
+    let server = tokio::spawn(frontend::listener::serve(gw.clone(), listener, app));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    // The listener keeps serving the open sessions while they drain; it stops with the gateway.
+    gw.drain(grace).await;
+    let _ = server.await;
 }
 
 async fn shutdown_signal() {

@@ -7,19 +7,33 @@
 
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::IdKey;
 
 /// Messages queued to a client beyond this are dropped (with a warning) rather than letting
-/// a stalled client grow the gateway's memory.
-pub const OUTBOUND_CAPACITY: usize = 1024;
+/// a stalled client grow the gateway's memory. `list_changed` notifications never take more
+/// than one place per list (see [`Session::push`]).
+pub const OUTBOUND_CAPACITY: usize = 256;
+
+/// The notifications that say "list again": one queued per kind is as good as a thousand.
+const LIST_CHANGED: [&str; 3] = [
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+];
+
+fn list_changed_bit(msg: &Value) -> Option<u8> {
+    let method = msg.get("method")?.as_str()?;
+    let i = LIST_CHANGED.iter().position(|m| *m == method)?;
+    Some(1 << i)
+}
 
 /// Where messages for a client go: the session's own stream, or one request's response stream.
 pub type Sink = mpsc::Sender<Value>;
@@ -82,13 +96,18 @@ pub struct Session {
     last_seen: Mutex<Instant>,
     /// Set at the first dropped message, so a client that never reads is reported once.
     dropping: AtomicBool,
+    /// One bit per kind of `list_changed` queued and not yet delivered.
+    queued_changes: AtomicU8,
+    /// Requests of this session being served; a request waits for a place (bounded).
+    pub slots: Arc<Semaphore>,
 }
 
 // === impl Session ===
 
 impl Session {
-    /// A session and the receiving end of its outbound stream.
-    pub fn new(frontend: Frontend) -> (Arc<Self>, mpsc::Receiver<Value>) {
+    /// A session and the receiving end of its outbound stream; it serves at most
+    /// `max_requests` requests at once.
+    pub fn new(frontend: Frontend, max_requests: usize) -> (Arc<Self>, mpsc::Receiver<Value>) {
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let session = Arc::new(Self {
             id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
@@ -102,13 +121,15 @@ impl Session {
             closed: CancellationToken::new(),
             last_seen: Mutex::new(Instant::now()),
             dropping: AtomicBool::new(false),
+            queued_changes: AtomicU8::new(0),
+            slots: Arc::new(Semaphore::new(max_requests.max(1))),
         });
         (session, rx)
     }
 
     /// A session whose outbound stream is parked until a GET stream takes it.
-    pub fn new_parked(frontend: Frontend) -> Arc<Self> {
-        let (session, rx) = Self::new(frontend);
+    pub fn new_parked(frontend: Frontend, max_requests: usize) -> Arc<Self> {
+        let (session, rx) = Self::new(frontend, max_requests);
         *lock(&session.outbound_rx) = Some(rx);
         session
     }
@@ -118,18 +139,41 @@ impl Session {
     }
 
     /// Queue a message on the session's own stream; dropped if the client is not reading
-    /// (a streamable-HTTP client without a GET stream never does).
+    /// (a streamable-HTTP client without a GET stream never does). A `list_changed` is not
+    /// queued again while one of its kind waits undelivered.
     pub fn push(&self, msg: Value) {
-        if self.outbound.try_send(msg).is_err()
-            && !self.closed.is_cancelled()
-            && !self.dropping.swap(true, Ordering::Relaxed)
+        let bit = list_changed_bit(&msg);
+        if let Some(bit) = bit
+            && self.queued_changes.fetch_or(bit, Ordering::AcqRel) & bit != 0
         {
+            return;
+        }
+        if self.outbound.try_send(msg).is_ok() {
+            return;
+        }
+        if let Some(bit) = bit {
+            self.queued_changes.fetch_and(!bit, Ordering::AcqRel);
+        }
+        if !self.closed.is_cancelled() && !self.dropping.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 session = %self.id,
                 frontend = self.frontend.as_str(),
                 "client is not reading its stream; dropping notifications for it"
             );
         }
+    }
+
+    /// Whoever reads the session's stream calls this for each message it hands on.
+    pub fn delivered(&self, msg: &Value) {
+        if let Some(bit) = list_changed_bit(msg) {
+            self.queued_changes.fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a client stream holds the session's messages (a GET stream, or the transport's
+    /// own stream), so the session is in use even without requests.
+    pub fn streaming(&self) -> bool {
+        lock(&self.outbound_rx).is_none()
     }
 
     pub fn take_outbound(&self) -> Option<mpsc::Receiver<Value>> {
@@ -223,8 +267,14 @@ pub struct Sessions {
 // === impl Sessions ===
 
 impl Sessions {
-    pub fn insert(&self, s: Arc<Session>) {
-        lock(&self.map).insert(s.id.clone(), s);
+    /// Add `s` unless `max` sessions are open already.
+    pub fn try_insert(&self, s: Arc<Session>, max: usize) -> bool {
+        let mut map = lock(&self.map);
+        if map.len() >= max {
+            return false;
+        }
+        map.insert(s.id.clone(), s);
+        true
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
@@ -245,5 +295,65 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn list_changed_is_queued_once_per_kind_until_delivered() {
+        let (s, mut rx) = Session::new(Frontend::Sse, 4);
+        let tools = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
+        let prompts = json!({"jsonrpc":"2.0","method":"notifications/prompts/list_changed"});
+        for _ in 0..1000 {
+            s.push(tools.clone());
+            s.push(prompts.clone());
+        }
+        s.push(json!({"jsonrpc":"2.0","method":"notifications/message"}));
+        let mut queued = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            s.delivered(&m);
+            queued.push(m["method"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(
+            queued,
+            [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/message"
+            ]
+        );
+        s.push(tools.clone());
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(tools),
+            "delivered, so the next one queues"
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let (s, mut rx) = Session::new(Frontend::Sse, 4);
+        for i in 0..OUTBOUND_CAPACITY * 3 {
+            s.push(json!({"jsonrpc":"2.0","method":"notifications/message","params":{"i":i}}));
+        }
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, OUTBOUND_CAPACITY);
+    }
+
+    #[test]
+    fn sessions_are_capped() {
+        let all = Sessions::default();
+        for _ in 0..3 {
+            assert!(all.try_insert(Session::new(Frontend::Sse, 1).0, 3));
+        }
+        assert!(!all.try_insert(Session::new(Frontend::Sse, 1).0, 3));
+        assert_eq!(all.len(), 3);
     }
 }

@@ -45,9 +45,32 @@ pub enum TransportSpec {
 pub struct ProcessSpec {
     pub command: String,
     pub args: Vec<String>,
-    /// Added to (not replacing) the gateway's own environment.
+    /// Set on top of what the process inherits (see [`InheritEnv`]); `envFile` entries are
+    /// already merged in, under these.
     pub env: BTreeMap<String, String>,
+    /// Which of the gateway's own environment variables the process gets.
+    pub inherit_env: InheritEnv,
     pub cwd: Option<PathBuf>,
+}
+
+/// Variables of the gateway that no child gets, whatever its `inheritEnv`: in a pod, the API
+/// server's address (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_PORT_443_TCP…`), which together
+/// with the service-account token is what a process needs to act as the gateway.
+pub const NEVER_INHERITED: &str = "KUBERNETES_";
+
+/// Which of the gateway's environment variables a child process inherits
+/// (`crate::upstream::env` computes the result). [`NEVER_INHERITED`] ones never pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InheritEnv {
+    /// Only what a process needs to run: `PATH`, `HOME`, locale, proxies, CA bundles,
+    /// npm, uv and pip settings.
+    #[default]
+    Minimal,
+    /// Everything (`inheritEnv: true`).
+    All,
+    /// The minimal set plus these names; a trailing `*` makes a name a prefix (`AWS_*`).
+    /// Never empty: an empty list is `Minimal`.
+    Names(Vec<String>),
 }
 
 /// `Debug` shows the names of `headers`, never their values (they hold credentials).
@@ -74,6 +97,7 @@ impl std::fmt::Debug for ProcessSpec {
             .field("command", &self.command)
             .field("args", &self.args)
             .field("env", &Redacted(&self.env))
+            .field("inherit_env", &self.inherit_env)
             .field("cwd", &self.cwd)
             .finish()
     }
@@ -82,7 +106,7 @@ impl std::fmt::Debug for ProcessSpec {
 impl std::fmt::Debug for HttpSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSpec")
-            .field("url", &self.url)
+            .field("url", &crate::redact::url(&self.url))
             .field("headers", &Redacted(&self.headers))
             .finish()
     }
@@ -115,6 +139,55 @@ pub struct GatewaySettings {
     pub host: Option<String>,
     /// Port to listen on; `None` leaves the choice to the command line or its default.
     pub port: Option<u16>,
+    /// `Origin` header values accepted besides loopback ones on a loopback bind; `["*"]`
+    /// accepts any. A request without `Origin` (not from a browser) is not affected.
+    pub allowed_origins: Vec<String>,
+    pub limits: Limits,
+}
+
+/// What one client, or all of them together, may hold of the gateway at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open sessions (all frontends); beyond, new sessions get 503.
+    pub max_sessions: usize,
+    /// A streamable-HTTP session with no request and no open stream for this long is closed.
+    pub session_idle: Duration,
+    /// Requests of one session being served at once; more wait up to `queue_timeout`.
+    pub max_requests_per_session: usize,
+    /// Requests in flight to one backend at once; more wait up to `queue_timeout`.
+    pub max_requests_per_backend: usize,
+    /// How long a request waits for a slot before it gets a "busy" error.
+    pub queue_timeout: Duration,
+    /// Messages in one JSON-RPC batch (on the protocol versions that have batches).
+    pub max_batch: usize,
+    /// Open HTTP connections; beyond, new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Time to receive a request's headers.
+    pub header_timeout: Duration,
+    /// Time to receive a request's body.
+    pub body_timeout: Duration,
+    /// A connection with no request in progress and no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// A write to a backend's stdin that cannot finish in this time marks the backend down.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10_000,
+            session_idle: Duration::from_secs(10 * 60),
+            max_requests_per_session: 64,
+            max_requests_per_backend: 256,
+            queue_timeout: Duration::from_secs(10),
+            max_batch: 32,
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for GatewaySettings {
@@ -128,6 +201,8 @@ impl Default for GatewaySettings {
             allowed_hosts: Vec::new(),
             host: None,
             port: None,
+            allowed_origins: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -205,5 +280,11 @@ mod tests {
         let mut off = base.clone();
         off.disabled = true;
         assert!(!base.same_session(&off));
+        // What the process inherits is part of what runs: a change restarts it.
+        let mut inherits = base.clone();
+        if let TransportSpec::Stdio(p) = &mut inherits.transport {
+            p.inherit_env = InheritEnv::Names(vec!["AWS_*".into()]);
+        }
+        assert!(!base.same_session(&inherits));
     }
 }

@@ -163,7 +163,7 @@ async fn streamable_http_session_lifecycle() {
         .await
         .expect("post");
     assert_eq!(after.status(), 404, "a deleted session is unknown");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn http_level_errors() {
         )
         .await;
     assert_eq!(text_of(ok.last().expect("answer")), "fine");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -353,13 +353,25 @@ async fn legacy_sse_session_subscriptions_and_logging() {
 
     let bad = client
         .post(format!("{base}{endpoint}"))
+        .header("content-type", "application/json")
         .body("nope")
         .send()
         .await
         .expect("post");
     assert_eq!(bad.status(), 400);
+    // A body that is not declared JSON is refused before it is read: a web page can send
+    // text/plain cross-site without a preflight.
+    let plain = client
+        .post(format!("{base}{endpoint}"))
+        .header("content-type", "text/plain")
+        .body(json!({"jsonrpc":"2.0","id":6,"method":"ping"}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(plain.status(), 415);
     let unknown = client
         .post(format!("{base}/messages?sessionId=unknown"))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await
@@ -377,5 +389,5 @@ async fn legacy_sse_session_subscriptions_and_logging() {
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }

@@ -68,7 +68,7 @@ async fn lists_and_calls_through_prefixed_names() {
         item.to_string().contains("item 7"),
         "template routing: {item}"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -96,7 +96,7 @@ async fn progress_reaches_the_caller_with_its_own_token() {
             .iter()
             .all(|p| p["params"]["progressToken"] == "my-token")
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn cancellation_reaches_the_backend() {
         "a cancelled request gets no response: {:?}",
         c.seen
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn a_request_that_times_out_is_cancelled_upstream() {
         )
         .await;
     assert_eq!(text_of(&count), "1", "the backend was told: {count}");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -172,7 +172,7 @@ async fn sampling_round_trips_through_the_gateway() {
         .await;
     let resp = c.response(id).await;
     assert!(resp.to_string().contains("hi from the client"), "{resp}");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn elicitation_round_trips_through_the_gateway() {
     c.send(json!({"jsonrpc": "2.0", "id": req["id"], "result": {"action": "accept", "content": {"name": "Grace"}}})).await;
     let resp = c.response(id).await;
     assert!(resp.to_string().contains("Grace"), "{resp}");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn clashing_names_both_stay_callable() {
         .map(|e| &*e.backend)
         .collect();
     assert!(owners.contains(&"a") && owners.contains(&"b"), "{owners:?}");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -259,7 +259,7 @@ async fn bad_input_gets_the_right_errors() {
         text_of(&c.call("fx__echo", json!({"message": "ok"})).await),
         "ok"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -287,7 +287,7 @@ async fn a_backend_that_cannot_start_is_reported_and_the_others_serve() {
         msg.contains("broken__anything") && msg.contains("backend 'broken'"),
         "{e}"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -313,7 +313,7 @@ async fn a_backend_killed_mid_call_fails_that_call_only() {
         text_of(&c.call("fx__echo", json!({"message": "still here"})).await),
         "still here"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -334,7 +334,7 @@ async fn config_changes_reach_every_session_as_list_changed() {
         .await;
     let names = tool_names(&c.request("tools/list", json!({})).await);
     assert!(!names.iter().any(|n| n.starts_with("late__")), "{names:?}");
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -354,7 +354,7 @@ async fn tool_filters_and_protocol_negotiation() {
     let mut names = tool_names(&c.request("tools/list", json!({})).await);
     names.sort();
     assert_eq!(names, ["fx__add", "fx__echo"]);
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -386,7 +386,7 @@ async fn every_page_of_every_list_is_published() {
         let twin = format!("paged__{}", t.upstream);
         assert!(names.contains(&twin), "{twin} missing from {names:?}");
     }
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -427,7 +427,7 @@ async fn a_replaced_backend_publishes_only_its_successors_names() {
         text_of(&c.call("new__echo", json!({"message": "m"})).await),
         "m"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -465,7 +465,7 @@ async fn naming_and_filter_edits_keep_the_backend_session() {
         text_of(&c.call("renamed__echo", json!({"message": "kept"})).await),
         "kept"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 /// The stdio frontend's sessions are counted like the HTTP ones (a stdio gateway has no
@@ -504,5 +504,5 @@ async fn stdio_sessions_are_counted() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await; // poll interval
     }
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }

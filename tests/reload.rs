@@ -67,7 +67,7 @@ async fn edits_to_the_config_file_are_applied_live() {
         text_of(&c.call("two__echo", json!({"message": "ok"})).await),
         "ok"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -92,5 +92,5 @@ async fn reloads_are_counted_by_result() {
         text.contains(r#"mcp_gateway_config_reloads_total{result="invalid"} 2"#),
         "{text}"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }

@@ -606,7 +606,7 @@ async fn timeouts_and_cancellations_are_counted_as_such() {
         text.contains(r#"mcp_gateway_notifications_sent_total{kind="progress"}"#),
         "{text}"
     );
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 /// `--otlp-endpoint` alone (no OTEL_* variables) turns tracing on; requests the gateway

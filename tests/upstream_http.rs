@@ -93,7 +93,7 @@ async fn streamable_http_backend_round_trips() {
         .await;
     c.send(json!({"jsonrpc": "2.0", "id": req["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "m"}})).await;
     assert!(c.response(id).await.to_string().contains("sampled"));
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
     let _ = child.kill().await;
 }
 
@@ -131,6 +131,6 @@ async fn a_restarted_http_backend_is_reconnected() {
         "two"
     );
     assert!(backend.status().restarts >= 1, "{:?}", backend.status());
-    gw.stop().await;
+    gw.stop(std::time::Duration::from_secs(2)).await;
     let _ = again.kill().await;
 }

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::fields::{self, Report, index_path, key_path};
 use super::{envfile, units};
-use crate::spec::{BackendSpec, HttpSpec, ProcessSpec, ToolFilter, TransportSpec};
+use crate::spec::{
+    BackendSpec, HttpSpec, InheritEnv, NEVER_INHERITED, ProcessSpec, ToolFilter, TransportSpec,
+};
 
 /// Keys of a backend entry.
 pub(super) const KEYS: &[&str] = &[
@@ -23,6 +25,7 @@ pub(super) const KEYS: &[&str] = &[
     "env",
     "cwd",
     "envFile",
+    "inheritEnv",
     "url",
     "headers",
     "prefix",
@@ -48,7 +51,8 @@ const IGNORED: &[(&str, &str)] = &[
 ];
 
 /// Keys that configure the process of a stdio backend (or the launcher of an sse one).
-const PROCESS_KEYS: &[&str] = &["command", "args", "env", "cwd", "envFile"];
+/// `command` comes first: an sse backend without it may use none of the others.
+const PROCESS_KEYS: &[&str] = &["command", "args", "env", "cwd", "envFile", "inheritEnv"];
 
 /// Keys that configure an HTTP connection.
 const HTTP_KEYS: &[&str] = &["url", "headers"];
@@ -70,6 +74,7 @@ struct Fields {
     env: Vec<(String, String)>,
     cwd: Option<PathBuf>,
     env_file: Option<PathBuf>,
+    inherit_env: InheritEnv,
     url: Option<String>,
     headers: BTreeMap<String, String>,
     prefix: Option<String>,
@@ -189,6 +194,7 @@ fn read_key(
         "envFile" => {
             fields.env_file = fields::non_empty(report, path, value).map(|p| resolve(base_dir, &p));
         }
+        "inheritEnv" => fields.inherit_env = read_inherit_env(report, path, value),
         "url" => fields.url = read_url(report, path, value),
         "headers" => fields.headers = read_headers(report, path, value),
         "prefix" => fields.prefix = read_prefix(report, path, value),
@@ -260,6 +266,47 @@ fn read_env(report: &mut Report, path: &str, value: &Value) -> Vec<(String, Stri
         }
     }
     entries
+}
+
+/// `true`, `false`, or a list of names of the gateway's environment variables, each a name or a
+/// prefix ending in `*`.
+fn read_inherit_env(report: &mut Report, path: &str, value: &Value) -> InheritEnv {
+    let names = match value {
+        Value::Bool(true) => return InheritEnv::All,
+        Value::Bool(false) => return InheritEnv::Minimal,
+        // What `${VAR}` expansion produces.
+        Value::String(text) if text == "true" => return InheritEnv::All,
+        Value::String(text) if text == "false" => return InheritEnv::Minimal,
+        Value::Array(items) => items,
+        other => {
+            let what = "true, false or a list of variable names";
+            fields::expected(report, path, what, other);
+            return InheritEnv::Minimal;
+        }
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for (index, item) in names.iter().enumerate() {
+        let item_path = index_path(path, index);
+        let Some(name) = fields::string(report, &item_path, item) else {
+            continue;
+        };
+        let stem = name.strip_suffix('*').unwrap_or(&name);
+        if stem.is_empty() || stem.contains(['=', '\0', '*']) {
+            report.problem(
+                &item_path,
+                "expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+            );
+        } else if stem.starts_with(NEVER_INHERITED) {
+            let message = format!("{NEVER_INHERITED}* variables are never passed to a backend");
+            report.problem(&item_path, message);
+        } else {
+            out.push(name);
+        }
+    }
+    match out.is_empty() {
+        true => InheritEnv::Minimal,
+        false => InheritEnv::Names(out),
+    }
 }
 
 fn read_url(report: &mut Report, path: &str, value: &Value) -> Option<String> {
@@ -422,6 +469,7 @@ fn process(report: &mut Report, path: &str, fields: &Fields) -> Option<ProcessSp
         command: fields.command.clone()?,
         args: fields.args.clone(),
         env,
+        inherit_env: fields.inherit_env.clone(),
         cwd: fields.cwd.clone(),
     })
 }

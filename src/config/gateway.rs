@@ -16,6 +16,18 @@ pub(super) const KEYS: &[&str] = &[
     "allowedHosts",
     "host",
     "port",
+    "allowedOrigins",
+    "maxSessions",
+    "sessionIdleTimeout",
+    "maxRequestsPerSession",
+    "maxRequestsPerBackend",
+    "queueTimeout",
+    "maxBatch",
+    "maxConnections",
+    "headerTimeout",
+    "bodyTimeout",
+    "idleTimeout",
+    "writeTimeout",
 ];
 
 /// Reads the `gateway` section at `path`; anything not given keeps its default.
@@ -53,6 +65,38 @@ pub(super) fn settings(report: &mut Report, path: &str, value: &Value) -> Gatewa
                     settings.allowed_hosts = hosts;
                 }
             }
+            "allowedOrigins" => {
+                if let Some(origins) = fields::string_list(report, path, value, false) {
+                    settings.allowed_origins = origins;
+                }
+            }
+            "maxSessions" => set_count(report, path, value, &mut settings.limits.max_sessions),
+            "sessionIdleTimeout" => {
+                set_duration(report, path, value, &mut settings.limits.session_idle)
+            }
+            "maxRequestsPerSession" => set_count(
+                report,
+                path,
+                value,
+                &mut settings.limits.max_requests_per_session,
+            ),
+            "maxRequestsPerBackend" => set_count(
+                report,
+                path,
+                value,
+                &mut settings.limits.max_requests_per_backend,
+            ),
+            "queueTimeout" => set_duration(report, path, value, &mut settings.limits.queue_timeout),
+            "maxBatch" => set_count(report, path, value, &mut settings.limits.max_batch),
+            "maxConnections" => {
+                set_count(report, path, value, &mut settings.limits.max_connections)
+            }
+            "headerTimeout" => {
+                set_duration(report, path, value, &mut settings.limits.header_timeout)
+            }
+            "bodyTimeout" => set_duration(report, path, value, &mut settings.limits.body_timeout),
+            "idleTimeout" => set_duration(report, path, value, &mut settings.limits.idle_timeout),
+            "writeTimeout" => set_duration(report, path, value, &mut settings.limits.write_timeout),
             "host" => settings.host = fields::non_empty(report, path, value),
             "port" => settings.port = port(report, path, value),
             _ => fields::unknown_key(report, path, key, KEYS),
@@ -65,6 +109,25 @@ fn set_duration(report: &mut Report, path: &str, value: &Value, slot: &mut std::
     match units::duration(value) {
         Ok(duration) => *slot = duration,
         Err(message) => report.problem(path, message),
+    }
+}
+
+/// A limit: a whole number of at least 1 (also as a string, what `${N}` expands to).
+fn set_count(report: &mut Report, path: &str, value: &Value, slot: &mut usize) {
+    let number = match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => text.trim().parse::<u64>().ok(),
+        other => {
+            fields::expected(report, path, "a whole number of at least 1", other);
+            return;
+        }
+    };
+    match number
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n >= 1)
+    {
+        Some(n) => *slot = n,
+        None => report.problem(path, "expected a whole number of at least 1"),
     }
 }
 
@@ -109,6 +172,18 @@ mod tests {
             "allowedHosts": ["example.com", "*.internal"],
             "host": "0.0.0.0",
             "port": 8080,
+            "allowedOrigins": ["https://app.example"],
+            "maxSessions": 100,
+            "sessionIdleTimeout": "5m",
+            "maxRequestsPerSession": "8",
+            "maxRequestsPerBackend": 16,
+            "queueTimeout": "2s",
+            "maxBatch": 4,
+            "maxConnections": 50,
+            "headerTimeout": "1s",
+            "bodyTimeout": "3s",
+            "idleTimeout": "20s",
+            "writeTimeout": "7s",
         }));
         assert_eq!(problems, Vec::<String>::new());
         assert_eq!(warnings, Vec::<String>::new());
@@ -121,6 +196,20 @@ mod tests {
             allowed_hosts: vec!["example.com".into(), "*.internal".into()],
             host: Some("0.0.0.0".into()),
             port: Some(8080),
+            allowed_origins: vec!["https://app.example".into()],
+            limits: crate::spec::Limits {
+                max_sessions: 100,
+                session_idle: Duration::from_secs(300),
+                max_requests_per_session: 8,
+                max_requests_per_backend: 16,
+                queue_timeout: Duration::from_secs(2),
+                max_batch: 4,
+                max_connections: 50,
+                header_timeout: Duration::from_secs(1),
+                body_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(20),
+                write_timeout: Duration::from_secs(7),
+            },
         };
         assert_eq!(settings, want);
     }
@@ -187,6 +276,18 @@ mod tests {
             (
                 json!([]),
                 "gateway: expected an object of gateway settings, found a list",
+            ),
+            (
+                json!({"maxSessions": 0}),
+                "gateway.maxSessions: expected a whole number of at least 1",
+            ),
+            (
+                json!({"maxBatch": true}),
+                "gateway.maxBatch: expected a whole number of at least 1, found a boolean",
+            ),
+            (
+                json!({"idleTimeout": "soon"}),
+                "gateway.idleTimeout: expected a number of seconds or a string such as \"500ms\", \"30s\", \"2m\" or \"1h\"",
             ),
         ];
         for (value, want) in cases {

@@ -2,6 +2,7 @@
 //! ops endpoints, on one axum router. Plus what the transports share: body parsing with the
 //! gateway's error bodies, SSE response streams, the `Host` guard, idle-session expiry.
 
+pub mod listener;
 pub mod sse;
 pub mod stdio;
 pub mod streamable;
@@ -25,36 +26,79 @@ use futures_util::Stream;
 use serde_json::Value;
 use std::future::Future;
 use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::jsonrpc;
 use crate::relay::Gateway;
 use crate::session::Frontend;
 
-/// Streamable-HTTP sessions with no traffic and no open stream for this long are closed.
-const SESSION_IDLE: Duration = Duration::from_secs(60 * 60);
+/// Protocol versions that have JSON-RPC batches (2025-06-18 removed them).
+const BATCH_VERSIONS: [&str; 2] = ["2024-11-05", "2025-03-26"];
 
-/// Who may connect, by `Host` header (a guard against DNS rebinding when bound to loopback).
+/// Who may connect, by `Host` header (a guard against DNS rebinding when bound to loopback)
+/// and by `Origin` header (a guard against web pages: the MCP transports require servers to
+/// check it, and a cross-site `text/plain` POST needs no preflight).
 #[derive(Clone)]
 pub struct HostGuard {
     /// `None` accepts any host.
     allowed: Option<Arc<[String]>>,
+    /// Bound to loopback: loopback origins are the gateway's own neighbours.
+    loopback: bool,
+    /// `Origin` values accepted besides loopback ones; `None` accepts any.
+    origins: Option<Arc<[String]>>,
 }
 
 impl HostGuard {
     /// Bound to loopback: only loopback names plus `extra`. Bound elsewhere: any host, unless
     /// `extra` lists some. `"*"` in `extra` accepts any.
     pub fn new(bind: IpAddr, extra: &[String]) -> Self {
-        if extra.iter().any(|h| h == "*") || (!bind.is_loopback() && extra.is_empty()) {
-            return Self { allowed: None };
+        let loopback = bind.is_loopback();
+        let origins = Some(Arc::from([]));
+        if extra.iter().any(|h| h == "*") || (!loopback && extra.is_empty()) {
+            return Self {
+                allowed: None,
+                loopback,
+                origins,
+            };
         }
         let mut allowed: Vec<String> = extra.iter().map(|h| h.to_ascii_lowercase()).collect();
-        if bind.is_loopback() {
+        if loopback {
             allowed.extend(["localhost", "127.0.0.1", "[::1]", "::1"].map(String::from));
         }
         Self {
             allowed: Some(allowed.into()),
+            loopback,
+            origins,
         }
+    }
+
+    /// Also accept these `Origin` values (`scheme://host[:port]`; `*` accepts any).
+    pub fn with_origins(mut self, origins: &[String]) -> Self {
+        self.origins = if origins.iter().any(|o| o == "*") {
+            None
+        } else {
+            Some(
+                origins
+                    .iter()
+                    .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .collect(),
+            )
+        };
+        self
+    }
+
+    /// Whether a request with this `Origin` header may proceed: one without passes (it is not
+    /// from a browser); `null` and unknown origins do not.
+    fn allows_origin(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        let Some(listed) = &self.origins else {
+            return true;
+        };
+        let origin = origin.trim().to_ascii_lowercase();
+        if listed.contains(&origin) {
+            return true;
+        }
+        self.loopback && is_loopback_origin(&origin)
     }
 
     fn allows(&self, host: Option<&str>) -> bool {
@@ -71,10 +115,30 @@ impl HostGuard {
     }
 }
 
-/// The whole HTTP surface.
+/// `http(s)://localhost`, `127.x.y.z` or `[::1]`, with any port.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The whole HTTP surface: the MCP transports and the admin API behind the guards, the probes
+/// and the metrics reachable by pod IP.
 pub fn router(gw: Arc<Gateway>, guard: HostGuard) -> Router {
     let limit = gw.settings.max_body_bytes;
-    let mcp = Router::new()
+    let guard = guard.with_origins(&gw.settings.allowed_origins);
+    let guarded = Router::new()
         .route(
             "/mcp",
             post(streamable::post)
@@ -83,29 +147,122 @@ pub fn router(gw: Arc<Gateway>, guard: HostGuard) -> Router {
         )
         .route("/sse", get(sse::connect))
         .route("/messages", post(sse::message))
-        .layer(middleware::from_fn_with_state(guard, check_host))
+        .merge(crate::admin::api())
+        .layer(middleware::from_fn_with_state(
+            (guard.clone(), gw.clone()),
+            check_request,
+        ))
         .layer(DefaultBodyLimit::max(limit));
     Router::new()
-        .merge(mcp)
-        .merge(crate::admin::router())
+        .merge(guarded)
+        .merge(crate::admin::probes().layer(axum::Extension(guard)))
         .with_state(gw)
 }
 
-async fn check_host(State(guard): State<HostGuard>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    if guard.allows(host) {
+/// Host, then Origin, then for a POST the body's media type, size and deadline: the body is
+/// read here, whole, within `gateway.bodyTimeout` and `gateway.maxBodyBytes`.
+async fn check_request(
+    State((guard, gw)): State<(HostGuard, Arc<Gateway>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(refusal) = guard.check(req.headers()) {
+        return *refusal;
+    }
+    if req.method() != axum::http::Method::POST {
         return next.run(req).await;
     }
-    streamable::error_response(
-        StatusCode::FORBIDDEN,
-        &format!(
-            "Host {:?} is not allowed; add it to gateway.allowedHosts",
-            host.unwrap_or_default()
-        ),
-    )
+    if !is_json(req.headers()) {
+        return streamable::error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON: send Content-Type: application/json",
+        );
+    }
+    let limit = gw.settings.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return streamable::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is over {limit} bytes (gateway.maxBodyBytes)"),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(gw.settings.limits.body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if is_over_limit(&e) => {
+            return streamable::error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is over {limit} bytes (gateway.maxBodyBytes)"),
+            );
+        }
+        Ok(Err(_)) => {
+            return streamable::error_response(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        }
+        Err(_) => {
+            return streamable::error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time (gateway.bodyTimeout)",
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl HostGuard {
+    /// Whether a request with these headers passes the Host and Origin checks; the 403 to
+    /// answer when it does not.
+    pub fn check(&self, headers: &axum::http::HeaderMap) -> Result<(), Box<Response>> {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !self.allows(host) {
+            return Err(Box::new(streamable::error_response(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "Host {:?} is not allowed; add it to gateway.allowedHosts",
+                    host.unwrap_or_default()
+                ),
+            )));
+        }
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or("?"));
+        if !self.allows_origin(origin) {
+            return Err(Box::new(streamable::error_response(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "Origin {:?} is not allowed; add it to gateway.allowedOrigins",
+                    origin.unwrap_or_default()
+                ),
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Parse a POST body as JSON, or answer 400 with a JSON-RPC parse error.
@@ -131,8 +288,11 @@ pub(crate) struct Outbound {
     rx: Option<mpsc::Receiver<Value>>,
     first: Option<Event>,
     on_drop: Option<OnDrop>,
-    /// Ends the stream when the session is closed (DELETE, expiry, shutdown).
+    /// Ends the stream when the session is closed (DELETE, expiry, shutdown), once what was
+    /// queued before is sent.
     until: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The session whose own stream this is, told of each message handed on.
+    session: Option<Arc<crate::session::Session>>,
 }
 
 impl Outbound {
@@ -142,11 +302,14 @@ impl Outbound {
             first: None,
             on_drop: None,
             until: None,
+            session: None,
         }
     }
 
-    pub(crate) fn until(mut self, token: CancellationToken) -> Self {
-        self.until = Some(Box::pin(token.cancelled_owned()));
+    /// This is `session`'s own stream: it ends when the session closes.
+    pub(crate) fn of(mut self, session: Arc<crate::session::Session>) -> Self {
+        self.until = Some(Box::pin(session.closed.clone().cancelled_owned()));
+        self.session = Some(session);
         self
     }
 
@@ -169,19 +332,30 @@ impl Stream for Outbound {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(until) = this.until.as_mut()
-            && until.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(None);
-        }
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(first)));
         }
         let Some(rx) = this.rx.as_mut() else {
             return Poll::Ready(None);
         };
-        rx.poll_recv(cx)
-            .map(|m| m.map(|v| Ok(Event::default().event("message").data(v.to_string()))))
+        let closing = this
+            .until
+            .as_mut()
+            .is_some_and(|until| until.as_mut().poll(cx).is_ready());
+        let next = if closing {
+            // Closed: hand on what was queued (answers of a drain), then end.
+            Poll::Ready(rx.try_recv().ok())
+        } else {
+            rx.poll_recv(cx)
+        };
+        next.map(|m| {
+            m.map(|v| {
+                if let Some(s) = &this.session {
+                    s.delivered(&v);
+                }
+                Ok(Event::default().event("message").data(v.to_string()))
+            })
+        })
     }
 }
 
@@ -201,7 +375,7 @@ pub(crate) fn sse_body(
 ) -> Response {
     let mut out = Outbound::new(rx);
     if let Some(s) = park {
-        out = out.until(s.closed.clone());
+        out = out.of(s.clone());
         out = out.on_drop(move |rx| s.return_outbound(rx));
     }
     Sse::new(out)
@@ -209,21 +383,65 @@ pub(crate) fn sse_body(
         .into_response()
 }
 
-/// Close streamable-HTTP sessions nobody has used for a long time.
+/// Close streamable-HTTP sessions nobody has used for `gateway.sessionIdleTimeout`: no
+/// request, and no GET stream open.
 pub async fn expire_idle_sessions(gw: Arc<Gateway>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let idle = gw.settings.limits.session_idle;
+    // Checked a few times per period, so a session lives at most a quarter longer.
+    let mut tick = tokio::time::interval(
+        (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60)),
+    );
     loop {
         tokio::select! {
             _ = gw.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         for s in gw.sessions.all() {
-            if s.frontend == Frontend::StreamableHttp && s.idle_for() > SESSION_IDLE {
+            if s.frontend == Frontend::StreamableHttp && !s.streaming() && s.idle_for() > idle {
                 tracing::debug!(session = %s.id, "closing idle session");
                 gw.close(&s).await;
             }
         }
     }
+}
+
+/// Whether `batch` may be served on `session`: batches exist only on the protocol versions
+/// that had them, are never empty, and are bounded (`gateway.maxBatch`). The error body when not.
+pub(crate) fn check_batch(
+    gw: &Gateway,
+    session: &crate::session::Session,
+    batch: &[Value],
+) -> Result<(), Value> {
+    let refuse = |why: String| {
+        Err(jsonrpc::error(
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            format!("invalid request: {why}"),
+            None,
+        ))
+    };
+    let max = gw.settings.limits.max_batch;
+    if batch.is_empty() {
+        return refuse("empty batch".into());
+    }
+    let version = session.state().protocol_version.clone();
+    if !BATCH_VERSIONS.contains(&version.as_str()) {
+        let negotiated = if version.is_empty() {
+            "no protocol version yet (send initialize alone first)".to_owned()
+        } else {
+            format!("protocol version {version}")
+        };
+        return refuse(format!(
+            "JSON-RPC batches are not part of {negotiated}; send one message per request"
+        ));
+    }
+    if batch.len() > max {
+        return refuse(format!(
+            "a batch of {} messages is over the limit of {max} (gateway.maxBatch)",
+            batch.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,5 +465,37 @@ mod tests {
         assert!(g.allows(Some("mcp-gateway.mcp.svc:8900")));
         assert!(!g.allows(Some("other")));
         assert!(HostGuard::new(lo, &["*".into()]).allows(Some("x")));
+    }
+
+    #[test]
+    fn origin_guard() {
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let any: IpAddr = [0, 0, 0, 0].into();
+        let g = HostGuard::new(lo, &[]).with_origins(&["https://App.example".into()]);
+        let cases = [
+            (None, true),
+            (Some("http://localhost:3000"), true),
+            (Some("https://127.0.0.1"), true),
+            (Some("http://127.8.9.1:1"), true),
+            (Some("http://[::1]:6274"), true),
+            (Some("https://app.example"), true),
+            (Some("https://app.example/"), false),
+            (Some("http://app.example"), false),
+            (Some("http://evil.example"), false),
+            (Some("http://localhost.evil.example"), false),
+            (Some("null"), false),
+            (Some("file://"), false),
+        ];
+        for (origin, want) in cases {
+            assert_eq!(g.allows_origin(origin), want, "{origin:?}");
+        }
+        let wide = HostGuard::new(any, &[]).with_origins(&[]);
+        assert!(
+            !wide.allows_origin(Some("http://localhost:3000")),
+            "loopback origins only on a loopback bind"
+        );
+        assert!(wide.allows_origin(None));
+        let star = HostGuard::new(any, &[]).with_origins(&["*".into()]);
+        assert!(star.allows_origin(Some("http://evil.example")));
     }
 }

@@ -15,12 +15,14 @@ use super::streamable::error_response;
 use super::{Outbound, json_response, parse_body};
 use crate::jsonrpc;
 use crate::relay::Gateway;
-use crate::session::{Frontend, Session};
+use crate::session::Frontend;
 use crate::telemetry::TraceContext;
 
 pub async fn connect(State(gw): State<Arc<Gateway>>) -> Response {
-    let (session, rx) = Session::new(Frontend::Sse);
-    gw.open(session.clone());
+    let (session, rx) = gw.new_session(Frontend::Sse);
+    if let Err(refusal) = gw.open(session.clone()) {
+        return super::streamable::refused(&refusal);
+    }
     tracing::debug!(session = %session.id, "SSE client connected");
     let endpoint = Event::default()
         .event("endpoint")
@@ -28,7 +30,7 @@ pub async fn connect(State(gw): State<Arc<Gateway>>) -> Response {
     let closing = gw.clone();
     let out = Outbound::new(rx)
         .first(endpoint)
-        .until(session.closed.clone())
+        .of(session.clone())
         .on_drop(move |_| {
             tokio::spawn(async move {
                 tracing::debug!(session = %session.id, "SSE client disconnected");
@@ -78,7 +80,12 @@ pub async fn message(
         );
     }
     let messages = match msg {
-        serde_json::Value::Array(batch) => batch,
+        serde_json::Value::Array(batch) => {
+            if let Err(refusal) = super::check_batch(&gw, &session, &batch) {
+                return json_response(StatusCode::BAD_REQUEST, refusal);
+            }
+            batch
+        }
         one => vec![one],
     };
     let trace = TraceContext::from_headers(&headers);

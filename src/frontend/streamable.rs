@@ -47,13 +47,18 @@ pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byte
     let session = match session_of(&gw, &headers) {
         Ok(Some(s)) if !is_initialize => s,
         Ok(_) if is_initialize => {
-            let s = Session::new_parked(Frontend::StreamableHttp);
-            gw.open(s.clone());
+            let s = Session::new_parked(
+                Frontend::StreamableHttp,
+                gw.settings.limits.max_requests_per_session,
+            );
+            if let Err(refusal) = gw.open(s.clone()) {
+                return refused(&refusal);
+            }
             s
         }
         Ok(_) if jsonrpc::method(&msg) == Some("server/discover") => {
             // Answered without a session so that probing clients fall back to initialize.
-            let (s, _) = Session::new(Frontend::StreamableHttp);
+            let (s, _) = gw.new_session(Frontend::StreamableHttp);
             let sink = s.outbound().clone();
             let resp = gw.handle(&s, msg, &sink).await;
             return json_response(StatusCode::OK, resp.unwrap_or(Value::Null));
@@ -128,16 +133,8 @@ async fn post_batch(
     batch: Vec<Value>,
     trace: Option<TraceContext>,
 ) -> Response {
-    if batch.is_empty() {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            jsonrpc::error(
-                Value::Null,
-                jsonrpc::INVALID_REQUEST,
-                "invalid request: empty batch",
-                None,
-            ),
-        );
+    if let Err(refusal) = super::check_batch(&gw, &session, &batch) {
+        return json_response(StatusCode::BAD_REQUEST, refusal);
     }
     let sink = session.outbound().clone();
     let answers = futures_util::future::join_all(
@@ -231,6 +228,14 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("text/event-stream") || v.contains("*/*"))
+}
+
+/// 503 for a session the gateway will not open now, with the reason as a JSON-RPC error.
+pub fn refused(refusal: &crate::relay::Refusal) -> Response {
+    let mut out = json_response(StatusCode::SERVICE_UNAVAILABLE, refusal.to_error());
+    out.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    out
 }
 
 /// An HTTP-level error with a JSON-RPC error body, as the SDKs expect.

@@ -39,8 +39,9 @@ pub const FIELD_MANAGER: &str = "mcp-gateway";
     validation = Rule::new("self.transport == 'stdio' || has(self.url) || has(self.service)").message("an sse or streamable-http backend needs `url` or `service`"),
     validation = Rule::new("!(has(self.url) && has(self.service))").message("`url` and `service` are alternatives: give one"),
     validation = Rule::new("self.transport != 'stdio' || (!has(self.url) && !has(self.service) && !has(self.headers))").message("a stdio backend takes no `url`, `service` or `headers`"),
-    validation = Rule::new("self.transport != 'streamable-http' || (!has(self.command) && !has(self.args) && !has(self.env))").message("a streamable-http backend is reached, not run: `command`, `args` and `env` belong to stdio (or sse) backends"),
-    validation = Rule::new("has(self.command) || (!has(self.args) && !has(self.env))").message("`args` and `env` are only used with `command`")
+    validation = Rule::new("self.transport != 'streamable-http' || (!has(self.command) && !has(self.args) && !has(self.env) && !has(self.inheritEnv))").message("a streamable-http backend is reached, not run: `command`, `args`, `env` and `inheritEnv` belong to stdio (or sse) backends"),
+    validation = Rule::new("has(self.command) || (!has(self.args) && !has(self.env) && !has(self.inheritEnv))").message("`args`, `env` and `inheritEnv` are only used with `command`"),
+    validation = Rule::new("!has(self.inheritEnv) || self.inheritEnv.all(n, !n.startsWith('KUBERNETES_'))").message("KUBERNETES_* variables are never passed to a backend")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct McpBackendSpec {
@@ -55,10 +56,25 @@ pub struct McpBackendSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub args: Option<Vec<String>>,
-    /// Environment variables added to the process's environment.
+    /// Environment variables set for the process, on top of what it inherits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub env: Option<Vec<ValueVar>>,
+    /// Variables of the gateway's own environment that the process gets besides the minimal
+    /// set (`PATH`, `HOME`, locale, proxies, CA bundles, `npm_config_*`, `UV_*`, `PIP_*`):
+    /// names, or prefixes ending in `*` (`AWS_*`). `KUBERNETES_*` never pass.
+    ///
+    /// Names only, unlike the config file's `inheritEnv: true`: in a cluster the gateway's
+    /// environment is the pod's, set by whoever installed the gateway (the chart's `extraEnv`,
+    /// which may hold secrets for the config file, and the links of every Service in the
+    /// namespace), not by whoever writes McpBackends; each variable a backend gets is named in
+    /// its resource, where a reviewer sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        inner(length(min = 1, max = 256), regex(pattern = r"^[^=*]+\*?$"))
+    )]
+    pub inherit_env: Option<Vec<String>>,
     /// The server's endpoint (`http://…/mcp` for streamable-http, `http://…/sse` for sse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://"))]
@@ -244,6 +260,7 @@ mod tests {
     fn the_api_server_accepts_each_transport() {
         let good = [
             json!({"transport": "stdio", "command": "npx", "args": ["-y", "x"],
+                   "inheritEnv": ["GITHUB_TOKEN", "AWS_*"],
                    "env": [{"name": "A", "value": "1"},
                            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
             json!({"transport": "sse", "service": {"name": "svc", "port": 3001}}),
@@ -282,7 +299,20 @@ mod tests {
             ),
             (
                 json!({"transport": "sse", "url": "http://a/sse", "args": ["x"]}),
-                "`args` and `env` are only used with `command`",
+                "`args`, `env` and `inheritEnv` are only used with `command`",
+            ),
+            (
+                json!({"transport": "sse", "url": "http://a/sse", "inheritEnv": ["A"]}),
+                "`args`, `env` and `inheritEnv` are only used with `command`",
+            ),
+            (
+                json!({"transport": "streamable-http", "url": "http://a", "inheritEnv": ["A"]}),
+                "a streamable-http backend is reached, not run",
+            ),
+            (
+                json!({"transport": "stdio", "command": "x",
+                       "inheritEnv": ["AWS_*", "KUBERNETES_SERVICE_HOST"]}),
+                "KUBERNETES_* variables are never passed to a backend",
             ),
             (
                 json!({"transport": "stdio", "command": "x", "env": [{"name": "A", "value": "1",

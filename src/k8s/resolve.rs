@@ -191,6 +191,9 @@ fn entry(
     if let Some(env) = &spec.env {
         entry.insert("env".into(), values("env", env, fetched)?);
     }
+    if let Some(names) = &spec.inherit_env {
+        entry.insert("inheritEnv".into(), json!(names));
+    }
     let url = match &spec.service {
         Some(service) => {
             let path = service.path.as_deref().unwrap_or(match spec.transport {
@@ -301,14 +304,15 @@ mod tests {
     fn a_stdio_resource_becomes_the_same_spec_as_the_config_entry() {
         let r = resource(json!({
             "transport": "stdio", "command": "npx", "args": ["-y", "server-everything"],
-            "env": [{"name": "MODE", "value": "fast"}],
+            "env": [{"name": "MODE", "value": "fast"}], "inheritEnv": ["GITHUB_TOKEN", "AWS_*"],
             "tools": {"exclude": ["long*"]}, "timeout": "30s"
         }));
         let spec = resolve(&r, &BTreeMap::new(), &policy(&["npx"])).expect("resolves");
         let cfg = config::parse(
             r#"{"mcpServers": {"team-a/tools": {"command": "npx",
                 "args": ["-y", "server-everything"], "env": {"MODE": "fast"},
-                "prefix": "tools", "tools": {"exclude": ["long*"]}, "timeout": "30s"}}}"#,
+                "inheritEnv": ["GITHUB_TOKEN", "AWS_*"], "prefix": "tools",
+                "tools": {"exclude": ["long*"]}, "timeout": "30s"}}}"#,
             "test",
             config::Format::Json,
             None,
@@ -429,5 +433,12 @@ mod tests {
         let r = resource(json!({"transport": "stdio", "command": "x", "timeout": "soon"}));
         let refusal = resolve(&r, &BTreeMap::new(), &policy(&["*"])).expect_err("refused");
         assert!(refusal.message.starts_with("spec.timeout: "), "{refusal:?}");
+        let r = resource(json!({"transport": "stdio", "command": "x",
+                                "inheritEnv": ["A", "KUBERNETES_SERVICE_HOST"]}));
+        let refusal = resolve(&r, &BTreeMap::new(), &policy(&["*"])).expect_err("refused");
+        assert_eq!(
+            refusal.message,
+            "spec.inheritEnv[1]: KUBERNETES_* variables are never passed to a backend"
+        );
     }
 }

@@ -43,12 +43,7 @@ impl Gateway {
             snap.prompt(name)
         };
         let Some(entry) = entry else {
-            return jsonrpc::error(
-                jsonrpc::id_or_null(&msg),
-                jsonrpc::INVALID_PARAMS,
-                self.unknown(kind, name),
-                Some(json!({ kind: name })),
-            );
+            return self.unknown(&msg, kind, name);
         };
         let method = if kind == "tool" {
             "tools/call"
@@ -108,12 +103,7 @@ impl Gateway {
             "ref/prompt" => {
                 let name = field("name");
                 let Some(entry) = snap.prompt(&name) else {
-                    return jsonrpc::error(
-                        jsonrpc::id_or_null(&msg),
-                        jsonrpc::INVALID_PARAMS,
-                        self.unknown("prompt", &name),
-                        None,
-                    );
+                    return self.unknown(&msg, "prompt", &name);
                 };
                 let upstream = Some(entry.upstream.clone());
                 (
@@ -158,9 +148,10 @@ impl Gateway {
             .await
     }
 
-    /// "unknown tool 'x'", naming the backend when the name carries the prefix of one that is
+    /// The error for a name the catalog does not have: invalid params ("unknown tool 'x'"),
+    /// or a server error naming the backend when the name carries the prefix of one that is
     /// not up (its tools are unlisted while it is down).
-    fn unknown(&self, kind: &str, name: &str) -> String {
+    fn unknown(&self, msg: &Value, kind: &str, name: &str) -> Value {
         let sep = &self.settings.separator;
         let owner = self.upstreams.all().into_iter().find(|b| {
             let prefix = &b.spec().prefix;
@@ -171,9 +162,20 @@ impl Gateway {
                     .is_some_and(|rest| !rest.is_empty())
                 && b.connection().is_none()
         });
+        let id = jsonrpc::id_or_null(msg);
         match owner {
-            Some(b) => format!("unknown {kind} '{name}': {}", b.unavailable_reason()),
-            None => format!("unknown {kind} '{name}'"),
+            Some(b) => jsonrpc::error(
+                id,
+                jsonrpc::BACKEND_UNAVAILABLE,
+                format!("{kind} '{name}' is unavailable: {}", b.unavailable_reason()),
+                Some(json!({ kind: name, "backend": &*b.name })),
+            ),
+            None => jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                format!("unknown {kind} '{name}'"),
+                Some(json!({ kind: name })),
+            ),
         }
     }
 
@@ -208,6 +210,21 @@ impl Gateway {
                 down_id,
                 jsonrpc::BACKEND_UNAVAILABLE,
                 format!("{what} is unavailable: {}", backend.unavailable_reason()),
+                Some(json!({"backend": &**backend_name})),
+            );
+        };
+        let limits = &self.settings.limits;
+        let slot =
+            tokio::time::timeout(limits.queue_timeout, backend.slots.clone().acquire_owned());
+        let Ok(Ok(_slot)) = slot.await else {
+            return jsonrpc::error(
+                down_id,
+                jsonrpc::BUSY,
+                format!(
+                    "{what}: backend '{backend_name}' has {} requests in flight, its limit \
+                     (gateway.maxRequestsPerBackend); try again later",
+                    limits.max_requests_per_backend
+                ),
                 Some(json!({"backend": &**backend_name})),
             );
         };
@@ -255,6 +272,7 @@ impl Gateway {
             tokio::select! {
                 r = &mut call => break Ok(r),
                 _ = flight.cancel.cancelled() => break Err("cancelled by the client"),
+                _ = self.aborting.cancelled() => break Err(SHUTTING_DOWN),
                 _ = flight.progress.notified() => continue,
                 _ = tokio::time::sleep(timeout) => break Err("timed out"),
             }
@@ -274,17 +292,19 @@ impl Gateway {
                 let resp = jsonrpc::error(
                     down_id,
                     jsonrpc::BACKEND_UNAVAILABLE,
-                    format!("backend '{backend_name}' failed during {method} of {what}: {e}"),
+                    crate::redact::error(&format!(
+                        "backend '{backend_name}' failed during {method} of {what}: {e}"
+                    )),
                     Some(json!({"backend": &**backend_name})),
                 );
                 trace::record_outcome(&span, Outcome::BackendDown, Some(&resp));
                 resp
             }
             Err(reason) => {
-                let outcome = if reason == "timed out" {
-                    Outcome::Timeout
-                } else {
-                    Outcome::Cancelled
+                let outcome = match reason {
+                    "timed out" => Outcome::Timeout,
+                    SHUTTING_DOWN => Outcome::BackendDown,
+                    _ => Outcome::Cancelled,
                 };
                 observed.end_as(outcome);
                 trace::record_outcome(&span, outcome, None);
@@ -296,6 +316,14 @@ impl Gateway {
                 tokio::spawn(async move {
                     let _ = conn.send(cancel).await;
                 });
+                if reason == SHUTTING_DOWN {
+                    return jsonrpc::error(
+                        down_id,
+                        jsonrpc::SHUTTING_DOWN,
+                        format!("{what}: the gateway is shutting down and did not finish it"),
+                        Some(json!({"backend": &**backend_name})),
+                    );
+                }
                 if reason != "timed out" {
                     // The client cancelled: as the specification asks, it gets no response.
                     return Value::Null;
@@ -313,6 +341,9 @@ impl Gateway {
         }
     }
 }
+
+/// Why a forwarded request ended without its response: the gateway's drain ran out of time.
+const SHUTTING_DOWN: &str = "the gateway is shutting down";
 
 /// What a forwarded request is about, for error messages. Formatted only when an error is
 /// actually built, so the request path allocates no labels.

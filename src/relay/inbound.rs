@@ -23,6 +23,18 @@ impl Events for Gateway {
         }
     }
 
+    fn on_unmatched(&self, conn: &Arc<Connection>, late: bool) {
+        self.metrics.unmatched_reply(&conn.backend);
+        if late {
+            tracing::debug!(backend = %conn.backend, "response to a request no longer waiting");
+        } else {
+            tracing::warn!(
+                backend = %conn.backend,
+                "backend sent a response that matches no request of the gateway's; dropped"
+            );
+        }
+    }
+
     fn on_listing(&self, backend: &str, generation: u64, listing: Option<Arc<Listing>>) {
         // Only the backend currently registered under this name may set its listing.
         if self

@@ -22,12 +22,17 @@ use tracing::Instrument;
 
 use crate::catalog::{Catalog, CatalogHandle};
 use crate::jsonrpc::{self, Kind};
-use crate::session::{Session, Sessions, Sink};
+use crate::session::{Frontend, Session, Sessions, Sink};
 use crate::spec::{BackendSpec, GatewaySettings};
 use crate::telemetry::{Metrics, Observed, TraceContext};
 use crate::upstream::{Events, Upstreams};
 pub use local::SERVER_NAME;
 use routes::Routes;
+
+/// What backends get to exit after SIGTERM when a drain used all of its grace.
+pub const MIN_BACKEND_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long aborted requests get to hand their error answers to the client streams.
+const ABORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The shared state behind every frontend.
 pub struct Gateway {
@@ -44,8 +49,51 @@ pub struct Gateway {
     pub loading: tokio::sync::watch::Sender<usize>,
     /// Which source declared each backend, so that each reconciles only its own.
     owners: std::sync::Mutex<std::collections::HashMap<String, Origin>>,
-    /// Cancelled once, when the gateway starts shutting down.
+    /// Cancelled when a drain begins (SIGTERM): no new sessions, `/readyz` says 503, calls in
+    /// flight may still finish.
+    pub draining: CancellationToken,
+    /// Cancelled when the drain's time is up: every call still open is answered with an error.
+    aborting: CancellationToken,
+    /// Requests being served, so that a drain can wait for them.
+    requests: tokio::sync::watch::Sender<usize>,
+    /// Cancelled once, when the gateway stops: sessions close, backends stop.
     pub shutdown: CancellationToken,
+}
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the gateway has {0} sessions open, its limit (gateway.maxSessions); try again later")]
+    Full(usize),
+    #[error("the gateway is shutting down")]
+    Draining,
+}
+
+impl Refusal {
+    /// The JSON-RPC error body for the refused client.
+    pub fn to_error(&self) -> Value {
+        let code = match self {
+            Self::Full(_) => jsonrpc::BUSY,
+            Self::Draining => jsonrpc::SHUTTING_DOWN,
+        };
+        jsonrpc::error(Value::Null, code, self.to_string(), None)
+    }
+}
+
+/// Counts one request being served for as long as it lives.
+struct Serving<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> Serving<'a> {
+    fn start(count: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count)
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// Where a backend was declared.
@@ -81,6 +129,9 @@ impl Gateway {
                 owners: Default::default(),
                 loading: tokio::sync::watch::Sender::new(0),
                 settings,
+                draining: CancellationToken::new(),
+                aborting: CancellationToken::new(),
+                requests: tokio::sync::watch::Sender::new(0),
                 shutdown: CancellationToken::new(),
             }
         });
@@ -192,6 +243,32 @@ impl Gateway {
         };
         match kind {
             Kind::Request => {
+                if let Err(why) = jsonrpc::check_params(&msg) {
+                    return Some(jsonrpc::error(
+                        jsonrpc::id_or_null(&msg),
+                        jsonrpc::INVALID_PARAMS,
+                        why,
+                        None,
+                    ));
+                }
+                let _serving = Serving::start(&self.requests);
+                let limits = &self.settings.limits;
+                let slot = tokio::time::timeout(
+                    limits.queue_timeout,
+                    session.slots.clone().acquire_owned(),
+                );
+                let Ok(Ok(_slot)) = slot.await else {
+                    return Some(jsonrpc::error(
+                        jsonrpc::id_or_null(&msg),
+                        jsonrpc::BUSY,
+                        format!(
+                            "this session has {} requests in flight, its limit \
+                             (gateway.maxRequestsPerSession); try again later",
+                            limits.max_requests_per_session
+                        ),
+                        None,
+                    ));
+                };
                 let observed = self.observe(session, &msg, carrier);
                 let span = observed.span.clone();
                 let response = self
@@ -273,10 +350,29 @@ impl Gateway {
         }
     }
 
-    /// Register a session with the gateway (frontends call this when a client connects).
-    pub fn open(&self, session: Arc<Session>) {
-        self.metrics.session_opened(session.frontend.as_str());
-        self.sessions.insert(session);
+    /// A new session for a client of `frontend`, with the gateway's per-session limits, and
+    /// the receiving end of its stream. Not registered until [`Gateway::open`].
+    pub fn new_session(
+        &self,
+        frontend: Frontend,
+    ) -> (Arc<Session>, tokio::sync::mpsc::Receiver<Value>) {
+        Session::new(frontend, self.settings.limits.max_requests_per_session)
+    }
+
+    /// Register a session with the gateway (frontends call this when a client connects);
+    /// refused while draining and beyond `gateway.maxSessions`.
+    pub fn open(&self, session: Arc<Session>) -> Result<(), Refusal> {
+        if self.draining.is_cancelled() {
+            return Err(Refusal::Draining);
+        }
+        let max = self.settings.limits.max_sessions;
+        let frontend = session.frontend.as_str();
+        if !self.sessions.try_insert(session, max) {
+            self.metrics.session_refused(frontend);
+            return Err(Refusal::Full(max));
+        }
+        self.metrics.session_opened(frontend);
+        Ok(())
     }
 
     /// A client went away: cancel its requests in flight and release its subscriptions.
@@ -290,12 +386,42 @@ impl Gateway {
         }
     }
 
-    /// Close every session and stop every backend.
-    pub async fn stop(self: &Arc<Self>) {
+    /// Close every session and stop every backend (each gets `grace` to exit on its own).
+    pub async fn stop(self: &Arc<Self>, grace: std::time::Duration) {
+        self.draining.cancel();
         self.shutdown.cancel();
         for s in self.sessions.all() {
             self.close(&s).await;
         }
-        self.upstreams.shutdown().await;
+        self.upstreams.shutdown(grace).await;
+    }
+
+    /// Shut down within `grace`: refuse new sessions at once, let requests in flight finish
+    /// until the time is up, answer those still open with an error, then stop with what is
+    /// left of `grace` for the backends (at least [`MIN_BACKEND_GRACE`]).
+    pub async fn drain(self: &Arc<Self>, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.draining.cancel();
+        let mut requests = self.requests.subscribe();
+        let open = *requests.borrow();
+        if open > 0 {
+            tracing::info!(requests = open, "draining: waiting for requests in flight");
+        }
+        let finished = tokio::time::timeout_at(deadline, requests.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        if !finished {
+            let open = *requests.borrow();
+            tracing::warn!(
+                requests = open,
+                "requests still open after shutdownGrace ({} s); answering them with an error",
+                grace.as_secs_f64()
+            );
+            self.aborting.cancel();
+            // Aborted requests answer at once; this only lets their answers reach the streams.
+            let _ = tokio::time::timeout(ABORT_FLUSH, requests.wait_for(|n| *n == 0)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.stop(left.max(MIN_BACKEND_GRACE)).await;
     }
 }

@@ -75,7 +75,7 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
+        .with_writer(crate::redact::Writer(writer))
         .with_ansi(ansi);
     match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),

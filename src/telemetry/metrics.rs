@@ -121,6 +121,9 @@ pub struct Metrics {
     sessions_open: Family<TransportLabels, Gauge>,
     sessions_opened: Family<TransportLabels, Counter>,
     sessions_closed: Family<TransportLabels, Counter>,
+    sessions_refused: Family<TransportLabels, Counter>,
+    connections_refused: Counter,
+    unmatched_replies: Family<BackendLabels, Counter>,
     notifications: Family<KindLabels, Counter>,
 
     catalog_entries: Family<KindLabels, Gauge>,
@@ -195,6 +198,9 @@ impl Metrics {
             sessions_open: Family::default(),
             sessions_opened: Family::default(),
             sessions_closed: Family::default(),
+            sessions_refused: Family::default(),
+            connections_refused: Counter::default(),
+            unmatched_replies: Family::default(),
             notifications: Family::default(),
             catalog_entries: Family::default(),
             catalog_collisions: Gauge::default(),
@@ -270,6 +276,21 @@ impl Metrics {
             self.sessions_closed.clone(),
         );
         r.register(
+            "sessions_refused",
+            "New client sessions refused (gateway.maxSessions reached, or shutting down)",
+            self.sessions_refused.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "HTTP connections refused because gateway.maxConnections were open",
+            self.connections_refused.clone(),
+        );
+        r.register(
+            "unmatched_replies",
+            "Messages from a backend that answer no request of the gateway's (dropped)",
+            self.unmatched_replies.clone(),
+        );
+        r.register(
             "notifications_sent",
             "Notifications sent to clients, by kind",
             self.notifications.clone(),
@@ -309,6 +330,7 @@ impl Metrics {
             let l = TransportLabels { transport };
             drop(self.sessions_opened.get_or_create(&l));
             drop(self.sessions_closed.get_or_create(&l));
+            drop(self.sessions_refused.get_or_create(&l));
         }
         for result in ["applied", "invalid"] {
             drop(self.config_reloads.get_or_create(&ResultLabels { result }));
@@ -373,6 +395,25 @@ impl Metrics {
     pub fn session_opened(&self, transport: &'static str) {
         self.sessions_opened
             .get_or_create(&TransportLabels { transport })
+            .inc();
+    }
+
+    pub fn session_refused(&self, transport: &'static str) {
+        self.sessions_refused
+            .get_or_create(&TransportLabels { transport })
+            .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// A backend sent a response that matches no request in flight (or has no usable id).
+    pub fn unmatched_reply(&self, backend: &Arc<str>) {
+        self.unmatched_replies
+            .get_or_create(&BackendLabels {
+                backend: backend.into(),
+            })
             .inc();
     }
 

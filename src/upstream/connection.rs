@@ -38,6 +38,9 @@ pub trait Events: Send + Sync + 'static {
         generation: u64,
         listing: Option<Arc<crate::catalog::Listing>>,
     );
+    /// A response that answers no request of the gateway's in flight (`late`: one the gateway
+    /// did send, already timed out or cancelled), or one without a usable id.
+    fn on_unmatched(&self, _conn: &Arc<Connection>, _late: bool) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum CallError {
     Closed(String),
     #[error("backend answered error {code}: {message}")]
     Rpc { code: i64, message: String },
+    #[error("no answer to {method} within {secs} s")]
+    Timeout { method: String, secs: f64 },
 }
 
 pub struct Connection {
@@ -60,6 +65,8 @@ pub struct Connection {
     init: OnceLock<ServerInit>,
     closed: CancellationToken,
     close_reason: OnceLock<String>,
+    /// Bound on each request the gateway makes on its own ([`Connection::request`]).
+    own_timeout: std::time::Duration,
 }
 
 /// Removes a pending entry when its call ends in any way (answered, timed out, cancelled).
@@ -85,6 +92,7 @@ impl Connection {
         mut inbound: mpsc::Receiver<Inbound>,
         events: Arc<dyn Events>,
         on_list_changed: impl Fn(&Arc<Connection>) + Send + 'static,
+        own_timeout: std::time::Duration,
     ) -> Arc<Self> {
         let conn = Arc::new(Self {
             backend,
@@ -95,6 +103,7 @@ impl Connection {
             init: OnceLock::new(),
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
+            own_timeout,
         });
         let reader = conn.clone();
         tokio::spawn(async move {
@@ -127,7 +136,8 @@ impl Connection {
                         let _ = tx.send(msg);
                     }
                     None => {
-                        tracing::debug!(backend = %self.backend, "response to no pending request")
+                        let late = id.is_some_and(|id| id < self.next_id.load(Ordering::Relaxed));
+                        events.on_unmatched(self, late);
                     }
                 }
             }
@@ -151,6 +161,9 @@ impl Connection {
                 on_list_changed(self)
             }
             Ok(_) => events.on_message(self, msg, related),
+            Err(_) if msg.get("result").is_some() || msg.get("error").is_some() => {
+                events.on_unmatched(self, false)
+            }
             Err(e) => {
                 tracing::warn!(backend = %self.backend, error = %e, "ignoring invalid message from backend")
             }
@@ -162,6 +175,7 @@ impl Connection {
     }
 
     fn mark_closed(&self, reason: String) {
+        let reason = crate::redact::error(&reason);
         tracing::debug!(backend = %self.backend, %reason, "connection closed");
         let _ = self.close_reason.set(reason);
         // Dropping the senders fails every call in flight.
@@ -188,12 +202,23 @@ impl Connection {
         rx.await.map_err(|_| CallError::Closed(self.close_reason()))
     }
 
-    /// A request of the gateway's own (initialize, lists): the `result`, or the error.
+    /// A request of the gateway's own (initialize, lists, log level, subscriptions): the
+    /// `result`, or the error. One the backend does not answer in time is cancelled upstream.
     pub async fn request(&self, method: &str, params: Option<Value>) -> Result<Value, CallError> {
         let id = self.next_id();
-        let mut resp = self
-            .call(id, jsonrpc::request(Value::from(id), method, params))
-            .await?;
+        let call = self.call(id, jsonrpc::request(Value::from(id), method, params));
+        let Ok(resp) = tokio::time::timeout(self.own_timeout, call).await else {
+            let cancel = jsonrpc::notification(
+                "notifications/cancelled",
+                Some(serde_json::json!({"requestId": id, "reason": "timed out"})),
+            );
+            let _ = tokio::time::timeout(self.own_timeout, self.send(cancel)).await;
+            return Err(CallError::Timeout {
+                method: method.to_owned(),
+                secs: self.own_timeout.as_secs_f64(),
+            });
+        };
+        let mut resp = resp?;
         if let Some(result) = resp.get_mut("result") {
             return Ok(result.take());
         }

@@ -7,6 +7,7 @@
 //! replacement, shutdown) closes its session and kills its process group.
 
 pub mod connection;
+pub mod env;
 pub mod handshake;
 pub mod http;
 pub mod process;
@@ -34,10 +35,13 @@ use crate::telemetry::Metrics;
 
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A session that lived this long resets the backoff: it was a crash, not a crash loop.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Longest wait for a backend's answer to a request of the gateway's own (re-listing, log
+/// level, subscriptions), unless `requestTimeout` is shorter.
+const OWN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A session that was ready this long resets the backoff: it was a crash, not a crash loop.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -83,6 +87,8 @@ pub struct Backend {
     conn: Mutex<Option<Arc<Connection>>>,
     stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Requests in flight to this backend; more wait for a place (bounded).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -130,6 +136,7 @@ impl Upstreams {
     /// (`BackendSpec::same_session`) and takes the new naming, filters and timeout in place;
     /// otherwise it is replaced, and `before_start` runs just before its successor starts.
     pub fn apply(&self, spec: BackendSpec, before_start: impl FnOnce()) {
+        crate::redact::register(&spec);
         let mut backends = self.lock();
         if let Some(b) = backends.get(spec.name.as_str())
             && b.spec().same_session(&spec)
@@ -164,8 +171,9 @@ impl Upstreams {
         self.lock().values().cloned().collect()
     }
 
-    /// Stop every backend, in parallel.
-    pub async fn shutdown(&self) {
+    /// Stop every backend, in parallel; each process gets `grace` to exit after SIGTERM.
+    pub async fn shutdown(&self, grace: Duration) {
+        process::set_kill_grace(grace);
         let all: Vec<_> = std::mem::take(&mut *self.lock()).into_values().collect();
         futures_util::future::join_all(all.iter().map(|b| b.stop())).await;
     }
@@ -196,6 +204,9 @@ impl Backend {
             conn: Mutex::new(None),
             stop: CancellationToken::new(),
             task: Mutex::new(None),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                ctx.settings.limits.max_requests_per_backend.max(1),
+            )),
         });
         if !backend.disabled {
             let task = tokio::spawn(supervise(backend.clone(), ctx));
@@ -238,6 +249,8 @@ impl Backend {
         match (s.state, s.last_error) {
             (State::Disabled, _) => format!("backend '{}' is disabled", self.name),
             (State::Starting, _) => format!("backend '{}' is still starting", self.name),
+            // The session just ended; the supervisor has not reported it yet.
+            (State::Ready, _) => format!("backend '{}' lost its connection", self.name),
             (_, Some(e)) => format!("backend '{}' is down: {e}", self.name),
             (state, None) => format!("backend '{}' is {}", self.name, state.as_str()),
         }
@@ -251,7 +264,9 @@ impl Backend {
         }
     }
 
+    /// Enter `state`; `error` is redacted and cut before anyone can read it.
     fn set(&self, state: State, error: Option<String>) {
+        let error = error.map(|e| crate::redact::error(&e));
         self.status.send_modify(|s| {
             if state == State::Down && s.state != State::Starting {
                 s.restarts += 1;
@@ -303,7 +318,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 if stopped {
                     break;
                 }
-                let reason = conn.close_reason();
+                let reason = crate::redact::error(&conn.close_reason());
                 tracing::warn!(backend = %backend.name, %reason, "backend went down");
                 ctx.metrics.backend_restart(&backend.name);
                 backend.set(State::Down, Some(reason));
@@ -312,6 +327,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 }
             }
             Err(e) => {
+                let e = crate::redact::error(&e);
                 tracing::warn!(backend = %backend.name, error = %e, "backend failed to start");
                 backend.set(State::Down, Some(e));
             }
@@ -339,7 +355,8 @@ async fn connect(
     let spec = backend.spec();
     let transport = match &spec.transport {
         TransportSpec::Stdio(p) => {
-            Transport::Stdio(stdio::StdioTransport::start(name, p, tx).map_err(err)?)
+            let write_timeout = ctx.settings.limits.write_timeout;
+            Transport::Stdio(stdio::StdioTransport::start(name, p, tx, write_timeout).map_err(err)?)
         }
         TransportSpec::Sse { http, launch } => {
             if let Some(l) = launch {
@@ -367,6 +384,7 @@ async fn connect(
         rx,
         events.clone(),
         relist,
+        ctx.settings.request_timeout.min(OWN_CALL_TIMEOUT),
     );
     let opened = async {
         let init = handshake::initialize(&conn)
@@ -439,7 +457,8 @@ async fn wait_until_answers(
         }
         if Instant::now() + pause > until {
             return Err(format!(
-                "{url} did not answer within {} s of starting the server",
+                "{} did not answer within {} s of starting the server",
+                crate::redact::url(url),
                 deadline.as_secs()
             ));
         }

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +23,21 @@ use crate::spec::ProcessSpec;
 
 /// How many of the last stderr lines are kept to explain a failure.
 const STDERR_TAIL: usize = 8;
-/// How long a child may take to exit after SIGTERM before its group gets SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
+/// Longest output line logged and kept, in characters.
+const LINE_CHARS: usize = 1000;
+/// How long a child may take to exit after SIGTERM before its group gets SIGKILL, in ms: 2 s
+/// while the gateway runs; at shutdown, what is left of `shutdownGrace` ([`set_kill_grace`]).
+static KILL_GRACE_MS: AtomicU64 = AtomicU64::new(2000);
+
+/// From now on, children get `grace` to exit after SIGTERM.
+pub fn set_kill_grace(grace: Duration) {
+    let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    KILL_GRACE_MS.store(ms, Ordering::Relaxed);
+}
+
+fn kill_grace() -> Duration {
+    Duration::from_millis(KILL_GRACE_MS.load(Ordering::Relaxed))
+}
 
 pub struct Process {
     child: Child,
@@ -56,7 +70,8 @@ pub fn spawn(
     let program = resolve_command(&spec.command);
     let mut cmd = Command::new(&program);
     cmd.args(&spec.args)
-        .envs(&spec.env)
+        .env_clear()
+        .envs(super::env::child_env(std::env::vars_os(), spec))
         .process_group(0)
         .kill_on_drop(true)
         .stderr(Stdio::piped());
@@ -109,6 +124,8 @@ async fn log_lines(
         if line.trim().is_empty() {
             continue;
         }
+        // Output may echo a configured secret (`connecting with token=…`).
+        let line = crate::redact::cut(&crate::redact::text(&line), LINE_CHARS);
         tracing::info!(target: "mcp_gateway::backend", backend = %backend, "{line}");
         let mut t = crate::sync::lock(&tail);
         if t.len() == STDERR_TAIL {
@@ -152,7 +169,7 @@ impl Process {
     /// SIGTERM the group, SIGKILL it after a grace period, and reap the child.
     pub async fn kill(&mut self) {
         self.signal(Signal::SIGTERM);
-        if tokio::time::timeout(TERM_GRACE, self.child.wait())
+        if tokio::time::timeout(kill_grace(), self.child.wait())
             .await
             .is_err()
         {

@@ -52,10 +52,13 @@ impl SseTransport {
         let (stream, endpoint) = tokio::time::timeout(connect_timeout, opening)
             .await
             .map_err(|_| TransportError::Timeout {
-                what: format!("opening the event stream at {url} and its endpoint event"),
+                what: format!(
+                    "opening the event stream at {} and its endpoint event",
+                    crate::redact::url(url.as_str())
+                ),
                 secs: timeout_secs(connect_timeout),
             })??;
-        tracing::debug!(backend, %endpoint, "event stream open");
+        tracing::debug!(backend, endpoint = %crate::redact::url(endpoint.as_str()), "event stream open");
 
         let closed = Arc::new(AtomicBool::new(false));
         let reader = read_stream(backend.to_owned(), stream, inbound, Arc::clone(&closed));

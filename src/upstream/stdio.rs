@@ -1,19 +1,29 @@
 //! The stdio transport: newline-delimited JSON-RPC over a child process's stdin and stdout.
+//!
+//! Lines go to stdin through a queue and one writer task, so no sender ever waits on the pipe
+//! while holding anything another sender needs. A backend that stops reading fills the pipe;
+//! once a write has waited `gateway.writeTimeout`, the session is ended (the backend is then
+//! restarted) rather than letting every caller, cancellations included, wait forever.
 
 use std::sync::Arc;
 
 use serde_json::Value;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 
 use super::process::{self, Process};
 use super::transport::{Inbound, InboundTx, TransportError};
 use crate::spec::ProcessSpec;
 
+/// Lines waiting for the writer; a sender beyond it waits (at most the write timeout).
+const QUEUE: usize = 256;
+
 pub struct StdioTransport {
-    stdin: Mutex<Option<ChildStdin>>,
+    lines: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     process: Arc<Mutex<Option<Process>>>,
+    write_timeout: Duration,
 }
 
 // === impl StdioTransport ===
@@ -24,9 +34,14 @@ impl StdioTransport {
         backend: &str,
         spec: &ProcessSpec,
         inbound: InboundTx,
+        write_timeout: Duration,
     ) -> Result<Self, TransportError> {
         let (process, stdin, stdout) = process::spawn(backend, spec, true)?;
         let process = Arc::new(Mutex::new(Some(process)));
+        let (lines, queued) = mpsc::channel(QUEUE);
+        if let Some(stdin) = stdin {
+            tokio::spawn(write_loop(stdin, queued, inbound.clone(), write_timeout));
+        }
         if let Some(stdout) = stdout {
             tokio::spawn(read_loop(
                 backend.to_owned(),
@@ -36,8 +51,9 @@ impl StdioTransport {
             ));
         }
         Ok(Self {
-            stdin: Mutex::new(stdin),
+            lines: Mutex::new(Some(lines)),
             process,
+            write_timeout,
         })
     }
 
@@ -45,25 +61,57 @@ impl StdioTransport {
         let mut line =
             serde_json::to_vec(&msg).map_err(|e| TransportError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        let mut stdin = self.stdin.lock().await;
-        let pipe = stdin.as_mut().ok_or(TransportError::Closed)?;
-        let written = async {
-            pipe.write_all(&line).await?;
-            pipe.flush().await
+        let lines = self
+            .lines
+            .lock()
+            .await
+            .clone()
+            .ok_or(TransportError::Closed)?;
+        match tokio::time::timeout(self.write_timeout, lines.send(line)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => Err(TransportError::Timeout {
+                what: "writing to the backend's stdin".to_owned(),
+                secs: self.write_timeout.as_secs(),
+            }),
         }
-        .await;
-        if written.is_err() {
-            *stdin = None;
-            return Err(TransportError::Closed);
-        }
-        Ok(())
     }
 
     pub async fn close(&self) {
         // Closing stdin is the polite request to exit; the group is killed regardless.
-        self.stdin.lock().await.take();
+        self.lines.lock().await.take();
         if let Some(mut p) = self.process.lock().await.take() {
             p.kill().await;
+        }
+    }
+}
+
+/// Write queued lines to the child's stdin in order. A write that cannot finish within
+/// `timeout` ends the session: the backend stopped reading.
+async fn write_loop(
+    mut stdin: ChildStdin,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+    inbound: InboundTx,
+    timeout: Duration,
+) {
+    while let Some(line) = queued.recv().await {
+        let write = async {
+            stdin.write_all(&line).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(())) => {}
+            // The pipe broke: the child is gone, and the reader reports how it ended.
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let reason = format!(
+                    "the backend stopped reading its stdin (a write waited {} s, \
+                     gateway.writeTimeout)",
+                    timeout.as_secs_f64()
+                );
+                let _ = inbound.send(Inbound::Closed(reason)).await;
+                return;
+            }
         }
     }
 }
@@ -108,7 +156,7 @@ async fn read_loop(
                         target: "mcp_gateway::backend",
                         backend = %backend,
                         "ignoring non-JSON line on stdout: {}",
-                        truncate(line, 200)
+                        crate::redact::text(truncate(line, 200))
                     ),
                 }
             }

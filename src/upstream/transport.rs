@@ -30,9 +30,9 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot reach {url}: {detail}")]
+    #[error("cannot reach {}: {detail}", crate::redact::url(url))]
     Connect { url: String, detail: String },
-    #[error("{url} answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    #[error("{} answered HTTP {status}{}", crate::redact::url(url), if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
         url: String,
         status: u16,

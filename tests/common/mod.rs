@@ -111,6 +111,10 @@ impl Client {
         self.out.write_all(b"\n").await.expect("write");
     }
 
+    pub async fn out_raw(&mut self, bytes: &[u8]) {
+        self.out.write_all(bytes).await.expect("write");
+    }
+
     pub async fn send(&mut self, msg: Value) {
         self.send_raw(&msg.to_string()).await;
     }
@@ -140,6 +144,10 @@ impl Client {
 
     /// Wait for the response to `id`, keeping everything else in `seen`.
     pub async fn response(&mut self, id: i64) -> Value {
+        let is_it = |m: &Value| m.get("id") == Some(&json!(id)) && m.get("method").is_none();
+        if let Some(i) = self.seen.iter().position(is_it) {
+            return self.seen.remove(i);
+        }
         loop {
             let msg = self.recv().await;
             if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {

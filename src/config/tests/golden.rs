@@ -24,6 +24,7 @@ mcpServers:
     args: [run, -i, --rm, -e, GITHUB_PERSONAL_ACCESS_TOKEN, ghcr.io/github/github-mcp-server]
     env:
       GITHUB_PERSONAL_ACCESS_TOKEN: ${GITHUB_TOKEN}
+    inheritEnv: [DOCKER_HOST, "DOCKER_*"]
     prefix: gh
     tools:
       include: ["get_*", "list_*", search_code]
@@ -40,6 +41,7 @@ mcpServers:
     command: python3
     args: [-m, legacy_server, --port, 8765]
     cwd: servers/legacy
+    inheritEnv: true
     url: http://127.0.0.1:8765/sse
   scratch:
     command: ./scratch-server
@@ -59,6 +61,7 @@ fn gateway_yaml() {
         allowed_hosts: strings(&["gateway.internal", "*.corp.example"]),
         host: Some("0.0.0.0".into()),
         port: Some(9000),
+        ..GatewaySettings::default()
     };
     let want_backends = vec![
         BackendSpec {
@@ -74,6 +77,7 @@ fn gateway_yaml() {
                     "ghcr.io/github/github-mcp-server",
                 ]),
                 env: map(&[("GITHUB_PERSONAL_ACCESS_TOKEN", "ghp_s3cret")]),
+                inherit_env: InheritEnv::Names(strings(&["DOCKER_HOST", "DOCKER_*"])),
                 cwd: None,
             }),
             prefix: "gh".into(),
@@ -92,6 +96,7 @@ fn gateway_yaml() {
                     command: "python3".into(),
                     args: strings(&["-m", "legacy_server", "--port", "8765"]),
                     env: BTreeMap::new(),
+                    inherit_env: InheritEnv::All,
                     cwd: Some(PathBuf::from("/etc/mcp/servers/legacy")),
                 }),
             },

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Config, ConfigError, Format, parse};
-use crate::spec::{BackendSpec, HttpSpec, ProcessSpec, ToolFilter, TransportSpec};
+use crate::spec::{BackendSpec, HttpSpec, InheritEnv, ProcessSpec, ToolFilter, TransportSpec};
 
 /// Directory that relative paths resolve against in these tests.
 const BASE: &str = "/etc/mcp";

@@ -64,12 +64,13 @@ fn backend_rules() {
             ],
         ),
         (
-            r#"{"url": "http://h", "args": [], "env": {}, "cwd": "d", "envFile": "f"}"#,
+            r#"{"url": "http://h", "args": [], "env": {}, "cwd": "d", "envFile": "f", "inheritEnv": true}"#,
             &[
                 "mcpServers.x.args: not used by the streamable-http transport",
                 "mcpServers.x.env: not used by the streamable-http transport",
                 "mcpServers.x.cwd: not used by the streamable-http transport",
                 "mcpServers.x.envFile: not used by the streamable-http transport",
+                "mcpServers.x.inheritEnv: not used by the streamable-http transport",
             ],
         ),
         (
@@ -80,6 +81,12 @@ fn backend_rules() {
             r#"{"type": "sse", "url": "http://h", "args": ["a"]}"#,
             &[
                 "mcpServers.x.args: only used with `command`, which an sse backend may start before connecting",
+            ],
+        ),
+        (
+            r#"{"type": "sse", "url": "http://h", "inheritEnv": ["A"]}"#,
+            &[
+                "mcpServers.x.inheritEnv: only used with `command`, which an sse backend may start before connecting",
             ],
         ),
         // types
@@ -119,6 +126,42 @@ fn backend_rules() {
             &[
                 "mcpServers.x.env.\"A=B\": invalid environment variable name",
                 "mcpServers.x.env.\"\": invalid environment variable name",
+            ],
+        ),
+        (
+            r#"{"command": "c", "inheritEnv": "yes"}"#,
+            &[
+                "mcpServers.x.inheritEnv: expected true, false or a list of variable names, found a string",
+            ],
+        ),
+        (
+            r#"{"command": "c", "inheritEnv": {"AWS_REGION": true}}"#,
+            &[
+                "mcpServers.x.inheritEnv: expected true, false or a list of variable names, found an object",
+            ],
+        ),
+        (
+            r#"{"command": "c", "inheritEnv": null}"#,
+            &[
+                "mcpServers.x.inheritEnv: expected true, false or a list of variable names, found null",
+            ],
+        ),
+        (
+            r#"{"command": "c", "inheritEnv": ["OK", 1, "", "A=B", "*", "A*B", "**", "OK_*"]}"#,
+            &[
+                "mcpServers.x.inheritEnv[1]: expected a string, found a number",
+                "mcpServers.x.inheritEnv[2]: expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+                "mcpServers.x.inheritEnv[3]: expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+                "mcpServers.x.inheritEnv[4]: expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+                "mcpServers.x.inheritEnv[5]: expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+                "mcpServers.x.inheritEnv[6]: expected a variable name, or a prefix ending in `*` (`AWS_*`)",
+            ],
+        ),
+        (
+            r#"{"command": "c", "inheritEnv": ["KUBERNETES_SERVICE_HOST", "KUBERNETES_*", "KUBECONFIG"]}"#,
+            &[
+                "mcpServers.x.inheritEnv[0]: KUBERNETES_* variables are never passed to a backend",
+                "mcpServers.x.inheritEnv[1]: KUBERNETES_* variables are never passed to a backend",
             ],
         ),
         (

@@ -117,6 +117,44 @@ fn transport_inference_and_aliases() {
 }
 
 #[test]
+fn inherit_env() {
+    let names = |items: &[&str]| InheritEnv::Names(strings(items));
+    let cases = [
+        (r#"{"command": "x"}"#, InheritEnv::Minimal),
+        (
+            r#"{"command": "x", "inheritEnv": false}"#,
+            InheritEnv::Minimal,
+        ),
+        (r#"{"command": "x", "inheritEnv": []}"#, InheritEnv::Minimal),
+        (r#"{"command": "x", "inheritEnv": true}"#, InheritEnv::All),
+        (
+            r#"{"command": "x", "inheritEnv": "${INHERIT:-true}"}"#,
+            InheritEnv::All,
+        ),
+        (
+            r#"{"command": "x", "inheritEnv": ["GITHUB_TOKEN", "AWS_*"]}"#,
+            names(&["GITHUB_TOKEN", "AWS_*"]),
+        ),
+        (
+            r#"{"type": "sse", "command": "x", "url": "http://h/sse", "inheritEnv": ["A"]}"#,
+            names(&["A"]),
+        ),
+    ];
+    for (entry, want) in cases {
+        let config = ok(&format!(r#"{{"mcpServers": {{"b": {entry}}}}}"#));
+        let process = match &config.backends[0].transport {
+            TransportSpec::Stdio(process) => process,
+            TransportSpec::Sse {
+                launch: Some(process),
+                ..
+            } => process,
+            other => panic!("no process: {other:?}"),
+        };
+        assert_eq!(process.inherit_env, want, "{entry}");
+    }
+}
+
+#[test]
 fn sorted_and_disabled() {
     let config = ok(r#"{"mcpServers": {
         "zeta": {"command": "z"},
@@ -234,6 +272,7 @@ fn cwd_and_env_file_resolve_against_the_base_dir() {
             ("SHARED", "from env"),
             ("TOKEN", "from-file"),
         ]),
+        inherit_env: InheritEnv::Minimal,
         cwd: Some(dir.path().join("app")),
     };
     assert_eq!(config.backends[0].transport, TransportSpec::Stdio(want));

@@ -253,7 +253,7 @@ async fn a_resource_with_a_secret_is_served_and_reported_ready() {
         .await
         .expect("no request");
     assert!(api.next_request().now_or_never().is_none());
-    c.gw.stop().await;
+    c.gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -368,7 +368,7 @@ async fn a_relist_removes_what_was_deleted_while_the_watch_was_down() {
             .collect();
     assert_eq!(names, ["team-a/a"]);
     assert!(lock(&c.tracked).get("team-a/b").is_none());
-    c.gw.stop().await;
+    c.gw.stop(std::time::Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -392,5 +392,5 @@ async fn a_file_backend_keeps_its_name() {
         .expect_err("refused");
     assert_eq!(refusal.reason, "NameConflict");
     assert!(refusal.message.contains("config file"), "{refusal:?}");
-    c.gw.stop().await;
+    c.gw.stop(std::time::Duration::from_secs(2)).await;
 }
