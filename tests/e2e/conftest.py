@@ -615,6 +615,21 @@ def backend_kind(spec: dict[str, Any]) -> str:
     return spec.get("type", "stdio") if "command" not in spec else "stdio"
 
 
+def with_run_tag(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the run tag in the `env` of every backend the gateway starts.
+
+    Backends get a minimal environment, so the tag that marks a gateway's processes for the
+    leftover check is handed on explicitly: the gateway expands it from its own environment.
+    """
+    config = json.loads(json.dumps(config))
+    for spec in config.get("mcpServers", {}).values():
+        if isinstance(spec, dict) and spec.get("command"):
+            env = spec.setdefault("env", {})
+            if isinstance(env, dict):
+                env.setdefault(RUN_TAG_VAR, "${" + RUN_TAG_VAR + ":-}")
+    return config
+
+
 class GatewayFactory:
     """Starts gateways (or direct endpoints) and tears them down."""
 
@@ -636,6 +651,8 @@ class GatewayFactory:
         work = self.tmp_dir / f"gw{self.count}"
         work.mkdir(parents=True, exist_ok=True)
         cfg_path = work / "gateway.json"
+        if not DIRECT:
+            config = with_run_tag(config)
         cfg_path.write_text(json.dumps(config, indent=2))
 
         if DIRECT:
