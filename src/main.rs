@@ -205,6 +205,12 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Backends run as the gateway's user; without this, one that can read files (a
+    // filesystem server, a shell) could read the gateway's secrets from
+    // /proc/<gateway>/environ and /proc/<gateway>/mem. Children are dumpable again after exec.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("mcp-gateway: cannot protect the process from its children (prctl): {e}");
+    }
     // Before the runtime: the exporter's HTTP client and batch worker run on threads of
     // their own.
     let tracing = Tracing::start(args.otlp_endpoint.as_deref())?;
