@@ -20,7 +20,11 @@ use crate::jsonrpc::IdKey;
 /// Messages queued to a client beyond this are dropped (with a warning) rather than letting
 /// a stalled client grow the gateway's memory. `list_changed` notifications never take more
 /// than one place per list (see [`Session::push`]).
-pub const OUTBOUND_CAPACITY: usize = 256;
+pub const OUTBOUND_CAPACITY: usize = 64;
+/// What a streamable-HTTP session without a GET stream keeps besides `list_changed`: enough
+/// for a client that opens its stream just after `initialize`, not a buffer for one that never
+/// does (many never do).
+const PARKED_CAPACITY: usize = 16;
 
 /// The notifications that say "list again": one queued per kind is as good as a thousand.
 const LIST_CHANGED: [&str; 3] = [
@@ -138,11 +142,15 @@ impl Session {
         &self.outbound
     }
 
-    /// Queue a message on the session's own stream; dropped if the client is not reading
-    /// (a streamable-HTTP client without a GET stream never does). A `list_changed` is not
-    /// queued again while one of its kind waits undelivered.
+    /// Queue a message on the session's own stream; dropped if the client is not reading.
+    /// A `list_changed` is not queued again while one of its kind waits undelivered, and a
+    /// streamable-HTTP session without a GET stream keeps little else ([`PARKED_CAPACITY`]).
     pub fn push(&self, msg: Value) {
         let bit = list_changed_bit(&msg);
+        let queued = OUTBOUND_CAPACITY - self.outbound.capacity();
+        if bit.is_none() && queued >= PARKED_CAPACITY && !self.streaming() {
+            return;
+        }
         if let Some(bit) = bit
             && self.queued_changes.fetch_or(bit, Ordering::AcqRel) & bit != 0
         {
@@ -332,6 +340,30 @@ mod tests {
             Some(tools),
             "delivered, so the next one queues"
         );
+    }
+
+    #[test]
+    fn a_session_without_a_stream_keeps_little() {
+        let s = Session::new_parked(Frontend::StreamableHttp, 4);
+        for _ in 0..100 {
+            s.push(json!({"jsonrpc":"2.0","method":"notifications/message"}));
+        }
+        s.push(json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}));
+        let mut rx = s.take_outbound().expect("parked");
+        let mut kept = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            kept.push(m["method"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(kept.len(), PARKED_CAPACITY + 1, "{kept:?}");
+        assert_eq!(kept.last().map(String::as_str), Some("notifications/tools/list_changed"));
+        for _ in 0..100 {
+            s.push(json!({"jsonrpc":"2.0","method":"notifications/message"}));
+        }
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, OUTBOUND_CAPACITY, "with the stream open, the whole queue is used");
     }
 
     #[test]
