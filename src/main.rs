@@ -242,7 +242,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .build()
             .context("cannot start the async runtime")?;
         let outcome = runtime.block_on(run(args, cfg, logging.format, logging.colour));
-        drop(runtime);
+        // Not `drop`: that waits for blocking reads, and a stdio client's stdin may never end.
+        runtime.shutdown_timeout(Duration::from_secs(1));
         outcome
     });
     // Spans still buffered go out now, so a SIGTERM loses none.

@@ -268,7 +268,8 @@ impl Backend {
     fn set(&self, state: State, error: Option<String>) {
         let error = error.map(|e| crate::redact::error(&e));
         self.status.send_modify(|s| {
-            if state == State::Down && s.state != State::Starting {
+            // Every failure, a session that ended or a start that failed, is retried.
+            if state == State::Down {
                 s.restarts += 1;
             }
             s.state = state;
@@ -329,6 +330,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
             Err(e) => {
                 let e = crate::redact::error(&e);
                 tracing::warn!(backend = %backend.name, error = %e, "backend failed to start");
+                ctx.metrics.backend_restart(&backend.name);
                 backend.set(State::Down, Some(e));
             }
         }

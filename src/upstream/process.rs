@@ -43,7 +43,14 @@ pub struct Process {
     child: Child,
     pgid: Option<Pid>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The tasks logging the child's output: a finished child's last lines are in the tail
+    /// once they end.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// After the child exited, how long its last output may take to be read (a grandchild that
+/// keeps the pipe open must not hold up the report).
+const OUTPUT_SETTLE: Duration = Duration::from_millis(500);
 
 /// Resolve a bare command name that names one of the built-in servers installed next to the
 /// gateway's own executable (`mcp-fixture`, `mcp-shell`), so configs need no absolute paths.
@@ -92,19 +99,26 @@ pub fn spawn(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+    let mut readers = Vec::with_capacity(2);
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(log_lines(backend.to_owned(), stderr, tail.clone()));
+        readers.push(tokio::spawn(log_lines(backend.to_owned(), stderr, tail.clone())));
     }
     let (stdin, stdout) = if piped {
         (child.stdin.take(), child.stdout.take())
     } else {
         if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(log_lines(backend.to_owned(), stdout, tail.clone()));
+            readers.push(tokio::spawn(log_lines(backend.to_owned(), stdout, tail.clone())));
         }
         (None, None)
     };
     tracing::debug!(backend, command = %program.display(), pid = ?pgid, "started process");
-    Ok((Process { child, pgid, tail }, stdin, stdout))
+    let process = Process {
+        child,
+        pgid,
+        tail,
+        readers,
+    };
+    Ok((process, stdin, stdout))
 }
 
 fn describe(program: &Path, cwd: Option<&Path>) -> String {
@@ -144,6 +158,10 @@ impl Process {
             Ok(s) => s.to_string(),
             Err(e) => format!("unknown status ({e})"),
         };
+        let settled = tokio::time::Instant::now() + OUTPUT_SETTLE;
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout_at(settled, reader).await;
+        }
         let tail = self.stderr_tail();
         if tail.is_empty() {
             format!("process exited ({status})")
