@@ -9,6 +9,15 @@ It exists for the behaviours a reference server cannot show from the outside:
 * ``crash`` - the process exits in the middle of the call, without answering.
 * ``echo``  - answers ``fixture <FIXTURE_ID>: <message>``.
 * ``whoami``- answers with FIXTURE_ID.
+* ``stray_replies`` - first sends two responses that answer nothing (one to an id never
+              used, one without an id, as some servers answer requests they cannot parse),
+              then answers the call itself.
+* ``stall_stdin`` - (listed only with ``--stall-tool``) answers, then never reads stdin again
+              while staying alive, so whoever writes to it ends up with a full pipe.
+
+Options:
+  --stall-tool        list ``stall_stdin``
+  --ignore-set-level  declare the ``logging`` capability but never answer ``logging/setLevel``
 
 Environment:
   FIXTURE_LOG  path of a JSON-lines event log (appended to; optional)
@@ -26,11 +35,14 @@ import time
 LOG_PATH = os.environ.get("FIXTURE_LOG")
 IDENT = os.environ.get("FIXTURE_ID", "fixture")
 PROTOCOL_FALLBACK = "2025-06-18"
+STALL_TOOL = "--stall-tool" in sys.argv[1:]
+IGNORE_SET_LEVEL = "--ignore-set-level" in sys.argv[1:]
 
 _out_lock = threading.Lock()
 _log_lock = threading.Lock()
 _cancel_events: dict[str, threading.Event] = {}
 _cancel_lock = threading.Lock()
+_stall = threading.Event()  # set by stall_stdin: the main loop stops reading stdin
 
 
 def log_event(event: str, **fields) -> None:
@@ -85,11 +97,22 @@ TOOLS = [
         },
     },
     {
+        "name": "stray_replies",
+        "description": "Sends two responses that match no request, then answers",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
         "name": "crash",
         "description": "Exits the server process in the middle of the call",
         "inputSchema": {"type": "object", "properties": {}},
     },
 ]
+
+STALL_TOOL_SPEC = {
+    "name": "stall_stdin",
+    "description": "Answers, then never reads stdin again (the process stays alive)",
+    "inputSchema": {"type": "object", "properties": {}},
+}
 
 
 def key(rid) -> str:
@@ -137,6 +160,14 @@ def handle_call(rid, params: dict) -> None:
         threading.Thread(
             target=run_slow, args=(rid, seconds, meta.get("progressToken")), daemon=True
         ).start()
+    elif name == "stray_replies":
+        send({"jsonrpc": "2.0", "id": 987654321, "result": {}})
+        send({"jsonrpc": "2.0", "error": {"code": -32600, "message": "no id"}})
+        result(rid, text(f"fixture {IDENT}: sent two stray replies"))
+    elif name == "stall_stdin" and STALL_TOOL:
+        log_event("stalling", tool="stall_stdin", requestId=rid)
+        result(rid, text(f"fixture {IDENT}: no longer reading stdin"))
+        _stall.set()
     elif name == "crash":
         log_event("crashing", tool="crash", requestId=rid)
         sys.stdout.flush()
@@ -181,14 +212,15 @@ def main() -> None:
                 rid,
                 {
                     "protocolVersion": params.get("protocolVersion") or PROTOCOL_FALLBACK,
-                    "capabilities": {"tools": {"listChanged": False}},
+                    "capabilities": {"tools": {"listChanged": False},
+                                     **({"logging": {}} if IGNORE_SET_LEVEL else {})},
                     "serverInfo": {"name": "e2e-fixture", "version": "1.0.0"},
                 },
             )
         elif method == "ping":
             result(rid, {})
         elif method == "tools/list":
-            result(rid, {"tools": TOOLS})
+            result(rid, {"tools": TOOLS + ([STALL_TOOL_SPEC] if STALL_TOOL else [])})
         elif method == "tools/call":
             handle_call(rid, params)
         elif method in ("prompts/list",):
@@ -198,9 +230,16 @@ def main() -> None:
         elif method in ("resources/templates/list",):
             result(rid, {"resourceTemplates": []})
         elif method == "logging/setLevel":
-            result(rid, {})
+            if IGNORE_SET_LEVEL:  # never answered
+                log_event("setLevel-ignored", requestId=rid, level=params.get("level"))
+            else:
+                result(rid, {})
         else:
             error(rid, -32601, f"Method not found: {method}")
+        if _stall.is_set():
+            log_event("stdin-stalled")
+            while True:  # alive, but never reading stdin again
+                time.sleep(3600)
     log_event("stdin-closed")
 
 
