@@ -355,7 +355,10 @@ mod tests {
             kept.push(m["method"].as_str().unwrap_or_default().to_owned());
         }
         assert_eq!(kept.len(), PARKED_CAPACITY + 1, "{kept:?}");
-        assert_eq!(kept.last().map(String::as_str), Some("notifications/tools/list_changed"));
+        assert_eq!(
+            kept.last().map(String::as_str),
+            Some("notifications/tools/list_changed")
+        );
         for _ in 0..100 {
             s.push(json!({"jsonrpc":"2.0","method":"notifications/message"}));
         }
@@ -363,7 +366,10 @@ mod tests {
         while rx.try_recv().is_ok() {
             n += 1;
         }
-        assert_eq!(n, OUTBOUND_CAPACITY, "with the stream open, the whole queue is used");
+        assert_eq!(
+            n, OUTBOUND_CAPACITY,
+            "with the stream open, the whole queue is used"
+        );
     }
 
     #[test]

@@ -101,13 +101,21 @@ pub fn spawn(
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
     let mut readers = Vec::with_capacity(2);
     if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(log_lines(backend.to_owned(), stderr, tail.clone())));
+        readers.push(tokio::spawn(log_lines(
+            backend.to_owned(),
+            stderr,
+            tail.clone(),
+        )));
     }
     let (stdin, stdout) = if piped {
         (child.stdin.take(), child.stdout.take())
     } else {
         if let Some(stdout) = child.stdout.take() {
-            readers.push(tokio::spawn(log_lines(backend.to_owned(), stdout, tail.clone())));
+            readers.push(tokio::spawn(log_lines(
+                backend.to_owned(),
+                stdout,
+                tail.clone(),
+            )));
         }
         (None, None)
     };
