@@ -89,6 +89,16 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
+    /// An Origin header value accepted on /mcp, /sse and /api besides loopback origins on a
+    /// loopback bind (e.g. `https://app.example`); repeat for several; `*` accepts any. Adds to
+    /// gateway.allowedOrigins.
+    #[arg(
+        long = "allowed-origin",
+        value_name = "ORIGIN",
+        env = "MCP_GATEWAY_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// How clients connect: one HTTP listener (/mcp and /sse), or this process's stdin/stdout.
     #[arg(long, value_enum, default_value_t = Transport::Http)]
     transport: Transport,
@@ -276,11 +286,18 @@ async fn run(
             .filter(|h| !h.is_empty()),
     );
     let grace = cfg.gateway.shutdown_grace;
+    let mut settings = cfg.gateway;
+    settings.allowed_origins.extend(
+        args.allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty()),
+    );
     let listener = match args.transport {
         Transport::Http => Some(bind(SocketAddr::new(host, port)).await?),
         Transport::Stdio => None,
     };
-    let gw = Gateway::new(cfg.gateway);
+    let gw = Gateway::new(settings);
     gw.reconcile(cfg.backends).await;
     if args.kubernetes.enabled {
         let opts = kube_options(&args.kubernetes)?;

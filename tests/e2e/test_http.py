@@ -288,3 +288,19 @@ def _status(buf: bytes) -> int:
     line = buf.split(b"\r\n", 1)[0].decode()
     assert line.startswith("HTTP/1."), line
     return int(line.split()[1])
+
+
+def test_allowed_origin_flag(gateway, peers):
+    """`--allowed-origin` adds to the Origin guard; other foreign origins stay refused."""
+    from conftest import fixture_spec
+    ep = gateway({"mcpServers": {"fx": fixture_spec(peers)}},
+                 extra_args=("--allowed-origin", "https://app.example"))
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "0"}}}
+    with httpx.Client(base_url=ep.base_url, timeout=20) as http:
+        ok, _ = post(http, init, headers={"Origin": "https://app.example"})
+        assert ok.status_code == 200
+        refused, msgs = post(http, init, headers={"Origin": "https://other.example"})
+        assert refused.status_code == 403
+        assert "allowedOrigins" in msgs[0]["error"]["message"], msgs
