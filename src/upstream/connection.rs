@@ -212,7 +212,7 @@ impl Connection {
                 "notifications/cancelled",
                 Some(serde_json::json!({"requestId": id, "reason": "timed out"})),
             );
-            let _ = tokio::time::timeout(self.own_timeout, self.send(cancel)).await;
+            let _ = self.send(cancel).await;
             return Err(CallError::Timeout {
                 method: method.to_owned(),
                 secs: self.own_timeout.as_secs_f64(),
@@ -236,12 +236,19 @@ impl Connection {
         })
     }
 
-    /// Send a notification or a response.
+    /// Send a notification or a response; bounded like the gateway's own requests, so a
+    /// backend that takes nothing in never holds the sender.
     pub async fn send(&self, msg: Value) -> Result<(), TransportError> {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
-        self.transport.send(msg).await
+        match tokio::time::timeout(self.own_timeout, self.transport.send(msg)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(TransportError::Timeout {
+                what: "sending a message to the backend".to_owned(),
+                secs: self.own_timeout.as_secs(),
+            }),
+        }
     }
 
     pub fn set_init(&self, init: ServerInit) {
