@@ -7,10 +7,11 @@
 #   1. scripts/install-peers.sh          real MCP peers into .peers/ (skipped when up to date)
 #   2. cargo build --workspace --all-targets
 #   3. cargo nextest run --workspace     (cargo test --workspace without cargo-nextest)
-#   4. .peers/py2/bin/python -m pytest tests/e2e -q [PYTEST ARGS...]
+#   4. scripts/fuzz.sh                   each fuzz target for FUZZ_SECONDS (default 20)
+#   5. .peers/py2/bin/python -m pytest tests/e2e -q [PYTEST ARGS...]
 #
 # Environment: E2E_DIRECT=1 runs the e2e suite against the peers without the gateway;
-# SKIP_RUST_TESTS=1 skips stage 3 (the build still runs).
+# SKIP_RUST_TESTS=1 skips stage 3 (the build still runs); SKIP_FUZZ=1 skips stage 4.
 set -uo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,6 +91,13 @@ elif cargo nextest --version >/dev/null 2>&1; then
   stage rust-tests cargo nextest run --workspace --no-tests=pass --run-ignored all
 else
   stage rust-tests cargo test --workspace -- --include-ignored
+fi
+
+# The fuzz stage counts no tests: it passes or fails as a whole.
+if [[ "${SKIP_FUZZ:-}" == "1" ]]; then
+  DONE+=("fuzz skipped")
+else
+  stage fuzz bash "$SCRIPT_DIR/fuzz.sh"
 fi
 
 stage e2e "$ROOT/.peers/py2/bin/python" -m pytest tests/e2e -q "$@"
