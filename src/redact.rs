@@ -22,8 +22,19 @@ use crate::sync::lock;
 /// What a redacted part reads as.
 pub const MASK: &str = "***";
 /// Values shorter than this are not scrubbed from free text: they cannot be told apart from
-/// ordinary words and numbers (`1`, `true`, `dev`), and no credential is that short.
+/// ordinary words and numbers (`1`, `dev`), and no credential is that short.
 const MIN_SECRET_CHARS: usize = 4;
+
+/// Whether a configured value is worth masking: not too short, and not a number or a switch
+/// (`PORT: 3000`, `DEBUG: true`), which are settings, and masking them would garble every
+/// line that mentions a port or a flag.
+fn maskable(value: &str) -> bool {
+    value.chars().count() >= MIN_SECRET_CHARS
+        && !value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !["true", "false", "yes", "no", "on", "off"]
+            .iter()
+            .any(|w| value.eq_ignore_ascii_case(w))
+}
 /// Longest error text kept in a status (`lastError`, conditions, JSON-RPC error messages).
 pub const MAX_ERROR_CHARS: usize = 1000;
 
@@ -66,7 +77,7 @@ pub fn register_values(values: impl IntoIterator<Item = String>) {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         values
             .into_iter()
-            .filter(|v| v.chars().count() >= MIN_SECRET_CHARS && !registry.values.contains(v))
+            .filter(|v| maskable(v) && !registry.values.contains(v))
             .collect()
     };
     if new.is_empty() {
@@ -394,6 +405,16 @@ mod tests {
         let shown = text("pa@ss9 pa%40ss9 u5er Qk3query Hd7token Bearer Hd7token");
         for secret in ["pa@ss9", "pa%40ss9", "u5er", "Qk3query", "Hd7token"] {
             assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_switches_are_settings_not_secrets() {
+        for value in ["3000", "127.0.0.1", "true", "FALSE", "off", "abc"] {
+            assert!(!maskable(value), "{value}");
+        }
+        for value in ["s3cr3t", "ghp_abc123", "1234abcd", "production"] {
+            assert!(maskable(value), "{value}");
         }
     }
 
