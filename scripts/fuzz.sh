@@ -5,7 +5,7 @@
 #
 #   ./scripts/fuzz.sh [TARGET...]        (default: every target in fuzz/Cargo.toml)
 #
-# Environment: FUZZ_SECONDS per target (default 20). Needs the nightly toolchain; installs
+# Environment: FUZZ_SECONDS per target (default 20). Uses the nightly toolchain if present; installs
 # cargo-fuzz when missing. Builds into fuzz/target, never the main target/. A crash, failed
 # assertion or hang (an input taking over 10 s) exits non-zero and prints the saved input's
 # path under fuzz/artifacts/TARGET/ with the command that replays it.
@@ -29,10 +29,15 @@ if ! [[ "$SECONDS_PER_TARGET" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  echo "fuzz.sh: the nightly Rust toolchain is required (cargo +nightly does not work here);" >&2
-  echo "fuzz.sh: install it with: rustup toolchain install nightly --profile minimal" >&2
-  exit 1
+# Nightly where it is installed. Without it, the machine's own toolchain with RUSTC_BOOTSTRAP:
+# with no sanitizer (-s none, below) the build needs no unstable flag that cargo-fuzz would not
+# also accept there.
+if cargo +nightly --version >/dev/null 2>&1; then
+  TOOLCHAIN=(+nightly)
+else
+  echo "fuzz.sh: no nightly toolchain; building with $(rustc --version) and RUSTC_BOOTSTRAP=1"
+  export RUSTC_BOOTSTRAP=1
+  TOOLCHAIN=()
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz"
@@ -40,20 +45,21 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # How the targets are built; every `cargo fuzz` call below must use the same options, or it
-# rebuilds everything. Chosen for the cold build on 2 shared cores (measured, ~290 crates):
-#   --dev (opt-level 0)                      ~10 min,  config_parse   140 exec/s
-#   release (opt-level 3), 16 codegen units  ~13 min,  config_parse 10600 exec/s
-#   release at opt-level 1 (fuzz/Cargo.toml),
-#     16 codegen units                       ~9 min,   config_parse  7500 exec/s  <- this
-# cargo-fuzz's own default, 1 codegen unit and AddressSanitizer, is slower still to build,
-# and the sanitizer finds little here: the gateway forbids unsafe code. Debug assertions and
-# overflow checks stay on (no -O).
+# rebuilds everything. Cold builds measured on 2 cores shared with other builds (~290 crates):
+#   --dev (opt-level 0)                       ~10 min   config_parse   140 exec/s
+#   release, opt-level 3, 16 codegen units    ~13 min   config_parse 10600 exec/s
+#   release, opt-level 1, 16 codegen units  9-11 min   config_parse  7500 exec/s  <- this
+#   the same with AddressSanitizer            ~17 min   config_parse   770 exec/s
+# opt-level 1 is set in fuzz/Cargo.toml. 16 codegen units rather than cargo-fuzz's default of
+# one, which leaves a core idle while each large crate is compiled. No sanitizer: the gateway
+# forbids unsafe code, so ASan finds little here. Debug assertions and overflow checks stay
+# on (no -O).
 BUILD_ARGS=(-s none --codegen-units 16 --fuzz-dir "$FUZZ_DIR" --target-dir "$FUZZ_DIR/target")
 
 if [[ $# -gt 0 ]]; then
   TARGETS=("$@")
 else
-  mapfile -t TARGETS < <(cargo +nightly fuzz list --fuzz-dir "$FUZZ_DIR")
+  mapfile -t TARGETS < <(cargo "${TOOLCHAIN[@]}" fuzz list --fuzz-dir "$FUZZ_DIR")
 fi
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
   echo "fuzz.sh: no fuzz targets found in $FUZZ_DIR" >&2
@@ -61,7 +67,7 @@ if [[ ${#TARGETS[@]} -eq 0 ]]; then
 fi
 
 t0=$(date +%s)
-cargo +nightly fuzz build "${BUILD_ARGS[@]}" </dev/null
+cargo "${TOOLCHAIN[@]}" fuzz build "${BUILD_ARGS[@]}" </dev/null
 echo "fuzz.sh: build done in $(( $(date +%s) - t0 ))s"
 
 # A throwaway corpus per run: new inputs go there, the committed seeds are only read.
@@ -77,7 +83,7 @@ for target in "${TARGETS[@]}"; do
   mkdir -p "$corpus" "$seeds" "$FUZZ_DIR/artifacts/$target"
   touch "$WORK/$target.start"
   # -timeout: an input running longer is a hang; -max_len bounds what the targets must digest.
-  if RUST_BACKTRACE=0 cargo +nightly fuzz run "${BUILD_ARGS[@]}" "$target" "$corpus" "$seeds" -- \
+  if RUST_BACKTRACE=0 cargo "${TOOLCHAIN[@]}" fuzz run "${BUILD_ARGS[@]}" "$target" "$corpus" "$seeds" -- \
       -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -max_len=4096 \
       -print_final_stats=1 </dev/null >"$log" 2>&1; then
     runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')

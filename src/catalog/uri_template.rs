@@ -18,7 +18,9 @@ enum Part {
     Query,
 }
 
-/// A compiled template; matching is linear-time backtracking over a handful of parts.
+/// A compiled template. Matching walks the parts once, carrying the set of URI offsets each
+/// prefix of the template can reach: O(parts × URI length), whatever the template (a URI is
+/// the client's to choose, so backtracking could be made to take forever).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UriTemplate {
     parts: Vec<Part>,
@@ -54,43 +56,74 @@ impl UriTemplate {
     }
 
     pub fn matches(&self, uri: &str) -> bool {
-        match_parts(&self.parts, uri)
-    }
-}
-
-fn match_parts(parts: &[Part], s: &str) -> bool {
-    let Some((first, rest)) = parts.split_first() else {
-        return s.is_empty();
-    };
-    match first {
-        Part::Literal(lit) => s
-            .strip_prefix(lit.as_str())
-            .is_some_and(|t| match_parts(rest, t)),
-        Part::Segment => {
-            let limit = s.find(['/', '?', '#']).unwrap_or(s.len());
-            (1..=limit)
-                .rev()
-                .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..]))
-        }
-        Part::Any => (0..=s.len())
-            .rev()
-            .any(|n| s.is_char_boundary(n) && match_parts(rest, &s[n..])),
-        Part::Prefixed(op) => {
-            if match_parts(rest, s) {
-                return true;
-            }
-            let Some(t) = s.strip_prefix(*op) else {
-                return false;
+        let len = uri.len();
+        let bytes = uri.as_bytes();
+        // stop[i]: the first offset at or after i holding `/`, `?` or `#` (or the end).
+        let mut stop = vec![len; len + 1];
+        for i in (0..len).rev() {
+            stop[i] = if matches!(bytes[i], b'/' | b'?' | b'#') {
+                i
+            } else {
+                stop[i + 1]
             };
-            let limit = t.find(['/', '?', '#']).unwrap_or(t.len());
-            (0..=limit)
-                .rev()
-                .any(|n| t.is_char_boundary(n) && match_parts(rest, &t[n..]))
         }
-        Part::Query => {
-            (s.is_empty() || s.starts_with('?') || s.starts_with('&')) && match_parts(rest, "")
-                || match_parts(rest, s)
+        let mut at = vec![false; len + 1];
+        at[0] = true;
+        let mut next = vec![false; len + 1];
+        // Offsets reached by ranges, marked through a difference array.
+        let mut spans = vec![0i32; len + 2];
+        for part in &self.parts {
+            next.iter_mut().for_each(|n| *n = false);
+            spans.iter_mut().for_each(|d| *d = 0);
+            let mut any = false;
+            let mut span = |from: usize, to: usize| {
+                if from <= to {
+                    spans[from] += 1;
+                    spans[to + 1] -= 1;
+                }
+            };
+            for pos in (0..=len).filter(|&p| at[p]) {
+                match part {
+                    Part::Literal(lit) => {
+                        if uri[pos..].starts_with(lit.as_str()) {
+                            next[pos + lit.len()] = true;
+                        }
+                    }
+                    // One or more characters up to the next `/ ? #`.
+                    Part::Segment => span(pos + 1, stop[pos]),
+                    Part::Any => {
+                        // Every later offset: the first reachable one covers all the others.
+                        if !any {
+                            span(pos, len);
+                            any = true;
+                        }
+                    }
+                    Part::Prefixed(op) => {
+                        next[pos] = true;
+                        if uri[pos..].starts_with(*op) {
+                            let after = pos + op.len_utf8();
+                            span(after, stop[after]);
+                        }
+                    }
+                    Part::Query => {
+                        next[pos] = true;
+                        if pos == len || matches!(bytes[pos], b'?' | b'&') {
+                            next[len] = true;
+                        }
+                    }
+                }
+            }
+            let mut depth = 0;
+            for (i, reached) in next.iter_mut().enumerate() {
+                depth += spans[i];
+                *reached = (*reached || depth > 0) && uri.is_char_boundary(i);
+            }
+            std::mem::swap(&mut at, &mut next);
+            if !at.contains(&true) {
+                return false;
+            }
         }
+        at[len]
     }
 }
 
@@ -120,9 +153,45 @@ mod tests {
             ("plain://static", "plain://static2", false),
             ("weird://{unterminated", "weird://{unterminated", true),
             ("u://{id}.txt", "u://é.txt", true),
+            ("u://{a}{b}", "u://x", false),
+            ("u://{a}{b}", "u://xy", true),
+            ("u://{+a}x", "u://abcx", true),
+            ("u://{+a}x", "u://abc", false),
+            ("u://{/a}{/b}", "u:///p/q", true),
+            ("u://{/a}", "u:///p/q", false),
+            ("u://x{/a}{/b}", "u://x/p/q", true),
+            ("u://x{.ext}", "u://x.json", true),
+            ("u://x{?q}/tail", "u://x/tail", true),
+            ("u://é{id}", "u://é1", true),
         ];
         for (t, uri, want) in cases {
             assert_eq!(UriTemplate::parse(t).matches(uri), want, "{t} vs {uri}");
         }
+    }
+
+    /// Templates and URIs that made the earlier backtracking matcher run for seconds to
+    /// minutes (found by fuzzing): a client controls the URI.
+    #[test]
+    fn hostile_uris_are_matched_in_linear_time() {
+        let cases = [
+            ("{+a}{+a}{+a}{+a}{+a}{+a}x".to_owned(), "a".repeat(20_000)),
+            (
+                "x://{a}{a}{a}{a}{a}{a}{a}{a}/".to_owned(),
+                format!("x://{}", "b".repeat(20_000)),
+            ),
+            (
+                "f:///{+a}/{+b}/{+c}/z".to_owned(),
+                format!("f:///{}", "/".repeat(20_000)),
+            ),
+        ];
+        let started = std::time::Instant::now();
+        for (t, uri) in &cases {
+            assert!(!UriTemplate::parse(t).matches(uri), "{t}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }
