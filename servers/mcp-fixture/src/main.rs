@@ -12,11 +12,13 @@
 mod prompts;
 mod resources;
 mod server;
+mod synthetic;
 mod tools;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use clap::{Parser, ValueEnum};
 use rmcp::{
     ServiceExt,
@@ -61,6 +63,10 @@ struct Cli {
     /// Serve every list in pages of this many items (exercises clients' pagination).
     #[arg(long, value_name = "N")]
     page_size: Option<usize>,
+    /// Also list this many synthetic tools with realistic names, ~150-byte descriptions and
+    /// input schemas (benchmarks of catalog scale); each answers with its name and arguments.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    synthetic_tools: usize,
 }
 
 fn init_tracing() {
@@ -78,7 +84,9 @@ fn init_tracing() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let fixture = Fixture::new(cli.name.clone()).with_page_size(cli.page_size);
+    let fixture = Fixture::new(cli.name.clone())
+        .with_page_size(cli.page_size)
+        .with_synthetic_tools(cli.synthetic_tools);
     match cli.transport {
         Transport::Stdio => serve_stdio(fixture).await,
         Transport::Http => serve_http(fixture, &cli).await,
@@ -99,6 +107,13 @@ async fn serve_http(fixture: Fixture, cli: &Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind {}:{}", cli.host, cli.port))?;
     let addr = listener.local_addr().context("no local address")?;
+    // Nagle off: otherwise the last small write of an SSE-framed answer waits for the
+    // client's delayed ACK, and every call takes ~40 ms (the benchmark's direct baseline).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
 
     let shutdown = CancellationToken::new();
     let config =

@@ -59,6 +59,16 @@ impl Fixture {
         }
     }
 
+    /// Also list (and answer) `count` synthetic tools, for benchmarks of catalog scale.
+    pub fn with_synthetic_tools(mut self, count: usize) -> Self {
+        if count > 0 {
+            let mut router = Self::tool_router();
+            crate::synthetic::add_to(&mut router, count);
+            self.tool_router = Arc::new(router);
+        }
+        self
+    }
+
     /// Serve every list in pages of `size` items (a test of clients' pagination).
     pub fn with_page_size(mut self, size: Option<usize>) -> Self {
         self.page_size = size.filter(|n| *n > 0);

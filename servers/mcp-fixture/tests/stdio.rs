@@ -314,3 +314,49 @@ fn sample_needs_the_client_capability() {
     assert_eq!(result["isError"], true);
     assert!(text_of(&result).contains("sampling"), "{result}");
 }
+
+#[test]
+fn synthetic_tools_are_listed_beside_the_builtins_and_callable() {
+    let mut client = StdioClient::spawn(FIXTURE, &["--synthetic-tools", "20", "--page-size", "8"]);
+    client.initialize(json!({}));
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    loop {
+        let params = cursor.map_or_else(|| json!({}), |c: String| json!({ "cursor": c }));
+        let page = client.call("tools/list", params);
+        tools.extend(
+            page["tools"]
+                .as_array()
+                .expect("tools array")
+                .iter()
+                .cloned(),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(tools.len(), 9 + 20, "the builtins are still listed");
+    let synthetic: Vec<&Value> = tools
+        .iter()
+        .filter(|t| t["name"].as_str().is_some_and(|n| n.ends_with("_0007")))
+        .collect();
+    let [tool] = synthetic[..] else {
+        panic!("one tool numbered 0007: {synthetic:?}");
+    };
+    assert_eq!(tool["inputSchema"]["type"], "object");
+    let name = tool["name"].as_str().expect("name");
+
+    let result = client.call_tool(name, json!({ "workspace": "acme", "id": "7" }));
+    assert_eq!(result["isError"], false);
+    assert_eq!(text_of(&result), format!("{name}: ok"));
+    assert_eq!(
+        result["structuredContent"]["arguments"]["workspace"],
+        "acme"
+    );
+    // The builtins still answer.
+    assert_eq!(
+        text_of(&client.call_tool("echo", json!({ "message": "hi" }))),
+        "hi"
+    );
+}
