@@ -79,6 +79,9 @@ pub struct Snapshot {
     tool_index: HashMap<String, usize>,
     prompt_index: HashMap<String, usize>,
     resource_index: HashMap<String, usize>,
+    /// Published (tools, prompts, resources, templates) per backend, counted once per
+    /// snapshot: the admin views and the metrics ask for every backend's counts.
+    counts: HashMap<Arc<str>, [usize; 4]>,
 }
 
 /// The index. Pure: no I/O, no clocks.
@@ -204,6 +207,7 @@ impl Catalog {
         }
         snap.tool_index = index(&snap.tools);
         snap.prompt_index = index(&snap.prompts);
+        snap.counts = count(&snap);
         snap
     }
 }
@@ -219,6 +223,18 @@ fn entry(public: String, backend: &Arc<str>, upstream: &str, def: &Value) -> Ent
         upstream: upstream.to_owned(),
         def,
     }
+}
+
+fn count(snap: &Snapshot) -> HashMap<Arc<str>, [usize; 4]> {
+    let mut counts: HashMap<Arc<str>, [usize; 4]> = HashMap::new();
+    let mut add = |backend: &Arc<str>, kind: usize| {
+        counts.entry(Arc::clone(backend)).or_default()[kind] += 1;
+    };
+    snap.tools.iter().for_each(|e| add(&e.backend, 0));
+    snap.prompts.iter().for_each(|e| add(&e.backend, 1));
+    snap.resources.iter().for_each(|e| add(&e.backend, 2));
+    snap.templates.iter().for_each(|e| add(&e.backend, 3));
+    counts
 }
 
 fn index(entries: &[Entry]) -> HashMap<String, usize> {
@@ -333,21 +349,7 @@ impl Snapshot {
 
     /// Published (tools, prompts, resources, templates) of one backend.
     pub fn counts(&self, backend: &str) -> [usize; 4] {
-        [
-            self.tools.iter().filter(|e| &*e.backend == backend).count(),
-            self.prompts
-                .iter()
-                .filter(|e| &*e.backend == backend)
-                .count(),
-            self.resources
-                .iter()
-                .filter(|e| &*e.backend == backend)
-                .count(),
-            self.templates
-                .iter()
-                .filter(|e| &*e.backend == backend)
-                .count(),
-        ]
+        self.counts.get(backend).copied().unwrap_or_default()
     }
 }
 

@@ -181,3 +181,19 @@ fn handle_publishes_every_change() {
     h.remove("a");
     assert!(h.current().tools.is_empty());
 }
+
+#[test]
+fn counts_are_per_backend_and_follow_collisions() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.apply(&spec("b", "b"));
+    c.apply(&spec("down", "down"));
+    c.set_listing("a", Some(listing(&["x", "y", "z"])));
+    c.set_listing("b", Some(listing(&["x"])));
+    let snap = c.snapshot();
+    assert_eq!(snap.counts("a"), [3, 1, 1, 1]);
+    // b's resource URI and template are a's too: the resource is hidden, the template kept.
+    assert_eq!(snap.counts("b"), [1, 1, 0, 1]);
+    assert_eq!(snap.counts("down"), [0, 0, 0, 0]);
+    assert_eq!(snap.counts("unknown"), [0, 0, 0, 0]);
+}
