@@ -278,21 +278,11 @@ async fn run(
         (None, None) => DEFAULT_HOST.parse()?,
     };
     let port = args.port.or(cfg.gateway.port).unwrap_or(DEFAULT_PORT);
-    let mut allowed_hosts = cfg.gateway.allowed_hosts.clone();
-    allowed_hosts.extend(
-        args.allowed_hosts
-            .iter()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty()),
-    );
     let grace = cfg.gateway.shutdown_grace;
     let mut settings = cfg.gateway;
-    settings.allowed_origins.extend(
-        args.allowed_origins
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty()),
-    );
+    add_listed(&mut settings.allowed_hosts, &args.allowed_hosts);
+    add_listed(&mut settings.allowed_origins, &args.allowed_origins);
+    let allowed_hosts = settings.allowed_hosts.clone();
     let listener = match args.transport {
         Transport::Http => Some(bind(SocketAddr::new(host, port)).await?),
         Transport::Stdio => None,
@@ -338,6 +328,15 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// Add the non-empty values of a repeated or comma-separated flag to a list of the config's.
+fn add_listed(list: &mut Vec<String>, flag: &[String]) {
+    list.extend(
+        flag.iter()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+    );
 }
 
 fn kube_options(args: &KubeArgs) -> anyhow::Result<mcp_gateway::k8s::Options> {

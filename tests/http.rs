@@ -3,23 +3,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use futures_util::StreamExt;
-use mcp_gateway::frontend::{HostGuard, router};
-use mcp_gateway::relay::Gateway;
 use serde_json::{Value, json};
-
-async fn listen(gw: &Arc<Gateway>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = router(gw.clone(), HostGuard::new(addr.ip(), &[]));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 struct Http {
     client: reqwest::Client,

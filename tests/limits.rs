@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mcp_gateway::frontend::{self, HostGuard};
+use mcp_gateway::frontend;
 use mcp_gateway::relay::Gateway;
 use mcp_gateway::spec::{GatewaySettings, Limits};
 use mcp_gateway::telemetry::exposition::Format;
@@ -26,17 +26,6 @@ async fn gateway_with(limits: Limits, tweak: impl FnOnce(&mut GatewaySettings)) 
         .await
         .expect("backends settle");
     gw
-}
-
-/// The gateway's own listener (limits and all) on a free loopback port.
-async fn listen(gw: &Arc<Gateway>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = frontend::router(gw.clone(), HostGuard::new(addr.ip(), &[]));
-    tokio::spawn(frontend::listener::serve(gw.clone(), listener, app));
-    format!("http://{addr}")
 }
 
 fn post(

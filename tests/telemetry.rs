@@ -515,16 +515,7 @@ async fn secrets_never_reach_the_logs() {
 #[tokio::test]
 async fn without_tracing_the_clients_context_is_passed_on() {
     let gw = common::gateway(vec![common::fixture("fx")]).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = mcp_gateway::frontend::router(
-        gw.clone(),
-        mcp_gateway::frontend::HostGuard::new(addr.ip(), &[]),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = Client::connect(&format!("http://{addr}")).await;
+    let client = Client::connect(&common::listen(&gw).await).await;
 
     let header = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let r = client

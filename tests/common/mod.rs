@@ -67,6 +67,22 @@ pub async fn gateway(specs: Vec<BackendSpec>) -> Arc<Gateway> {
     gw
 }
 
+/// The gateway's own HTTP listener (limits and all) on a free loopback port; its base URL.
+pub async fn listen(gw: &Arc<Gateway>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let guard = mcp_gateway::frontend::HostGuard::new(addr.ip(), &[]);
+    let app = mcp_gateway::frontend::router(gw.clone(), guard);
+    tokio::spawn(mcp_gateway::frontend::listener::serve(
+        gw.clone(),
+        listener,
+        app,
+    ));
+    format!("http://{addr}")
+}
+
 /// A raw JSON-RPC client on the gateway's stdio frontend.
 pub struct Client {
     out: WriteHalf<DuplexStream>,
