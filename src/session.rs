@@ -131,13 +131,6 @@ impl Session {
         (session, rx)
     }
 
-    /// A session whose outbound stream is parked until a GET stream takes it.
-    pub fn new_parked(frontend: Frontend, max_requests: usize) -> Arc<Self> {
-        let (session, rx) = Self::new(frontend, max_requests);
-        *lock(&session.outbound_rx) = Some(rx);
-        session
-    }
-
     pub fn outbound(&self) -> &Sink {
         &self.outbound
     }
@@ -344,7 +337,8 @@ mod tests {
 
     #[test]
     fn a_session_without_a_stream_keeps_little() {
-        let s = Session::new_parked(Frontend::StreamableHttp, 4);
+        let (s, rx) = Session::new(Frontend::StreamableHttp, 4);
+        s.return_outbound(rx);
         for _ in 0..100 {
             s.push(json!({"jsonrpc":"2.0","method":"notifications/message"}));
         }

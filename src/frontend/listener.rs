@@ -210,6 +210,13 @@ impl<T> Idle<T> {
         }
     }
 
+    /// A write that moved bytes is traffic.
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.touch();
+        }
+    }
+
     /// With nothing to read: whether the connection has been idle too long, else arm the
     /// timer for the moment it would be.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
@@ -264,11 +271,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r
-            && *n > 0
-        {
-            this.activity.touch();
-        }
+        this.wrote(&r);
         r
     }
 
@@ -287,11 +290,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &r
-            && *n > 0
-        {
-            this.activity.touch();
-        }
+        this.wrote(&r);
         r
     }
 

@@ -47,10 +47,9 @@ pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byte
     let session = match session_of(&gw, &headers) {
         Ok(Some(s)) if !is_initialize => s,
         Ok(_) if is_initialize => {
-            let s = Session::new_parked(
-                Frontend::StreamableHttp,
-                gw.settings.limits.max_requests_per_session,
-            );
+            // The session's stream waits, parked, until a GET stream takes it.
+            let (s, rx) = gw.new_session(Frontend::StreamableHttp);
+            s.return_outbound(rx);
             if let Err(refusal) = gw.open(s.clone()) {
                 return refused(&refusal);
             }
