@@ -160,12 +160,12 @@ async fn tools(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             let collision = snap
                 .collisions
                 .iter()
-                .find(|c| c.kind == "tool" && c.renamed.as_deref() == Some(e.public.as_str()));
+                .find(|c| c.kind == "tool" && c.renamed.as_deref() == Some(&*e.public));
             let mut v = json!({
-                "name": e.public,
+                "name": &*e.public,
                 "backend": &*e.backend,
-                "upstreamName": e.upstream,
-                "description": e.def.get("description"),
+                "upstreamName": &*e.upstream,
+                "description": e.to_value().get("description"),
             });
             if let Some(c) = collision {
                 v["renamedFrom"] = Value::from(c.name.as_str());

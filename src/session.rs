@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -40,7 +41,52 @@ fn list_changed_bit(msg: &Value) -> Option<u8> {
 }
 
 /// Where messages for a client go: the session's own stream, or one request's response stream.
-pub type Sink = mpsc::Sender<Value>;
+pub type Sink = mpsc::Sender<Outgoing>;
+
+/// A message on its way to a client.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    Value(Value),
+    /// One message already serialized as JSON text (a list answer, written from the
+    /// catalog's shared text rather than built as a value and serialized again).
+    Text(Bytes),
+}
+
+impl Outgoing {
+    /// The message as JSON text.
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            // Serializing a `Value` cannot fail.
+            Self::Value(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            Self::Text(t) => t.clone(),
+        }
+    }
+
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::Text(_) => None,
+        }
+    }
+
+    /// Whether this is a response (the last message of a request's stream). Text is only
+    /// ever a response.
+    pub fn is_response(&self) -> bool {
+        match self {
+            Self::Value(v) => matches!(
+                crate::jsonrpc::classify(v),
+                Ok(crate::jsonrpc::Kind::Response)
+            ),
+            Self::Text(_) => true,
+        }
+    }
+}
+
+impl From<Value> for Outgoing {
+    fn from(v: Value) -> Self {
+        Self::Value(v)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Frontend {
@@ -91,7 +137,7 @@ pub struct Session {
     pub frontend: Frontend,
     outbound: Sink,
     /// For streamable HTTP: the receiving end, taken by the GET stream while one is open.
-    outbound_rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    outbound_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     state: Mutex<ClientState>,
     flights: Mutex<HashMap<IdKey, Arc<Flight>>>,
     client_requests: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
@@ -111,7 +157,7 @@ pub struct Session {
 impl Session {
     /// A session and the receiving end of its outbound stream; it serves at most
     /// `max_requests` requests at once.
-    pub fn new(frontend: Frontend, max_requests: usize) -> (Arc<Self>, mpsc::Receiver<Value>) {
+    pub fn new(frontend: Frontend, max_requests: usize) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let session = Arc::new(Self {
             id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
@@ -149,7 +195,7 @@ impl Session {
         {
             return;
         }
-        if self.outbound.try_send(msg).is_ok() {
+        if self.outbound.try_send(Outgoing::Value(msg)).is_ok() {
             return;
         }
         if let Some(bit) = bit {
@@ -165,8 +211,8 @@ impl Session {
     }
 
     /// Whoever reads the session's stream calls this for each message it hands on.
-    pub fn delivered(&self, msg: &Value) {
-        if let Some(bit) = list_changed_bit(msg) {
+    pub fn delivered(&self, msg: &Outgoing) {
+        if let Some(bit) = msg.value().and_then(list_changed_bit) {
             self.queued_changes.fetch_and(!bit, Ordering::AcqRel);
         }
     }
@@ -177,11 +223,11 @@ impl Session {
         lock(&self.outbound_rx).is_none()
     }
 
-    pub fn take_outbound(&self) -> Option<mpsc::Receiver<Value>> {
+    pub fn take_outbound(&self) -> Option<mpsc::Receiver<Outgoing>> {
         lock(&self.outbound_rx).take()
     }
 
-    pub fn return_outbound(&self, rx: mpsc::Receiver<Value>) {
+    pub fn return_outbound(&self, rx: mpsc::Receiver<Outgoing>) {
         *lock(&self.outbound_rx) = Some(rx);
     }
 
@@ -317,7 +363,12 @@ mod tests {
         let mut queued = Vec::new();
         while let Ok(m) = rx.try_recv() {
             s.delivered(&m);
-            queued.push(m["method"].as_str().unwrap_or_default().to_owned());
+            queued.push(
+                m.value().expect("a value")["method"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         assert_eq!(
             queued,
@@ -329,7 +380,7 @@ mod tests {
         );
         s.push(tools.clone());
         assert_eq!(
-            rx.try_recv().ok(),
+            rx.try_recv().ok().and_then(|m| m.value().cloned()),
             Some(tools),
             "delivered, so the next one queues"
         );
@@ -346,7 +397,12 @@ mod tests {
         let mut rx = s.take_outbound().expect("parked");
         let mut kept = Vec::new();
         while let Ok(m) = rx.try_recv() {
-            kept.push(m["method"].as_str().unwrap_or_default().to_owned());
+            kept.push(
+                m.value().expect("a value")["method"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         assert_eq!(kept.len(), PARKED_CAPACITY + 1, "{kept:?}");
         assert_eq!(

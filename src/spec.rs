@@ -142,6 +142,9 @@ pub struct GatewaySettings {
     /// `Origin` header values accepted besides loopback ones on a loopback bind; `["*"]`
     /// accepts any. A request without `Origin` (not from a browser) is not affected.
     pub allowed_origins: Vec<String>,
+    /// Items per page of the gateway's own lists (`tools/list`, …); `None` sends every item
+    /// in one answer, for clients that never follow `nextCursor`.
+    pub list_page_size: Option<usize>,
     pub limits: Limits,
 }
 
@@ -202,6 +205,7 @@ impl Default for GatewaySettings {
             host: None,
             port: None,
             allowed_origins: Vec::new(),
+            list_page_size: None,
             limits: Limits::default(),
         }
     }

@@ -414,7 +414,7 @@ async fn a_replaced_backend_publishes_only_its_successors_names() {
         .expect("old instance stops in time")
         .expect("status alive");
     let snap = gw.catalog.current();
-    let names: Vec<&str> = snap.tools.iter().map(|e| e.public.as_str()).collect();
+    let names: Vec<&str> = snap.tools.iter().map(|e| &*e.public).collect();
     assert_eq!(
         names,
         ["new__echo"],
@@ -446,7 +446,7 @@ async fn naming_and_filter_edits_keep_the_backend_session() {
         .current()
         .tools
         .iter()
-        .map(|e| e.public.clone())
+        .map(|e| e.public.to_string())
         .collect();
     assert_eq!(names, ["renamed__echo"]);
     let after = gw.upstreams.get("fx").expect("fx");
@@ -503,6 +503,79 @@ async fn stdio_sessions_are_counted() {
             "session never closed:\n{text}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await; // poll interval
+    }
+    gw.stop(std::time::Duration::from_secs(2)).await;
+}
+
+/// With `gateway.listPageSize`, every list comes in pages joined by `nextCursor`; the pages
+/// together are the whole list, in order, and a cursor the gateway did not make is refused.
+#[tokio::test]
+async fn lists_come_in_pages_when_a_page_size_is_set() {
+    let specs = vec![
+        stdio_spec(
+            "a",
+            workspace_bin("mcp-fixture"),
+            &["--synthetic-tools", "7"],
+        ),
+        fixture("b"),
+    ];
+    let whole = gateway(specs.clone()).await;
+    let mut c = Client::initialized(&whole).await;
+    let all = c.request("tools/list", json!({})).await;
+    assert!(all["result"].get("nextCursor").is_none(), "{all}");
+    let want = all["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(want.len() > 10, "{all}");
+    whole.stop(std::time::Duration::from_secs(2)).await;
+
+    let settings = mcp_gateway::spec::GatewaySettings {
+        list_page_size: Some(4),
+        ..settings()
+    };
+    let gw = mcp_gateway::relay::Gateway::new(settings);
+    gw.reconcile(specs).await;
+    tokio::time::timeout(WAIT, gw.settled())
+        .await
+        .expect("settle");
+    let mut c = Client::initialized(&gw).await;
+    let (mut got, mut pages, mut cursor) = (Vec::new(), 0, None::<Value>);
+    loop {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = c.request("tools/list", params).await;
+        let tools = page["result"]["tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(tools.len() <= 4, "{page}");
+        got.extend(tools);
+        pages += 1;
+        match page["result"].get("nextCursor") {
+            Some(next) => cursor = Some(next.clone()),
+            None => break,
+        }
+        assert!(pages <= want.len(), "the cursor goes nowhere: {page}");
+    }
+    assert_eq!(got, want, "the pages are the whole list, in order");
+    assert_eq!(pages, want.len().div_ceil(4));
+
+    for bad in [
+        json!("nonsense"),
+        json!(7),
+        json!("mcpgw1.99999999999999999999"),
+    ] {
+        let refused = c.request("tools/list", json!({"cursor": bad})).await;
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cursor")),
+            "{refused}"
+        );
     }
     gw.stop(std::time::Duration::from_secs(2)).await;
 }

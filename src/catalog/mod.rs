@@ -1,9 +1,17 @@
 //! The catalog: which public tool, prompt, resource and template belongs to which backend.
 //!
 //! `Catalog` is a synchronous index with no I/O: backends are applied and removed, their
-//! listings set when they (re)connect, and every change rebuilds an immutable [`Snapshot`].
+//! listings set when they (re)connect, and every change publishes an immutable [`Snapshot`].
 //! [`CatalogHandle`] publishes snapshots on a `watch` channel, so the request path reads one
 //! `Arc<Snapshot>` without locks and sessions learn about changes by watching.
+//!
+//! Cost is kept where the change is. A listing is compacted once when it arrives: each
+//! definition is serialized to JSON text and the parsed values are dropped, so 50,000 tools
+//! hold a few tens of megabytes, not gigabytes of `Value` trees. A backend's names (prefix and
+//! filter applied) are worked out when its listing or spec changes and kept. A new snapshot
+//! then only links what every backend already has (shared `Arc`s, no definition is copied) and
+//! indexes the names; each list's JSON text is written at most once per snapshot, on the first
+//! request that needs it, and shared by every session.
 //!
 //! Names are resolved deterministically: backends are visited in name order, so the outcome
 //! does not depend on which backend happened to start first. A collision is never silent:
@@ -13,10 +21,11 @@ pub mod naming;
 pub mod uri_template;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::spec::{BackendSpec, ToolFilter};
@@ -31,30 +40,137 @@ pub struct Listing {
     pub templates: Vec<Value>,
 }
 
-/// A published tool or prompt: its public definition and where it goes.
+/// The four lists the gateway publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum List {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl List {
+    /// The member of a `*/list` result that holds the items.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A tool or prompt definition as its backend listed it, serialized once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Def {
+    pub upstream: Arc<str>,
+    /// The JSON text of every member but `name`, in the backend's order, without braces
+    /// (empty when `name` was the only one).
+    rest: Box<str>,
+}
+
+impl Def {
+    /// `None` when the definition is not an object with a string `name`.
+    fn new(def: &Value) -> Option<Arc<Self>> {
+        let obj = def.as_object()?;
+        let upstream = obj.get("name")?.as_str()?;
+        let rest: Map<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| k.as_str() != "name")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let text = serde_json::to_string(&rest).ok()?;
+        let inner = &text[1..text.len() - 1];
+        Some(Arc::new(Self {
+            upstream: Arc::from(upstream),
+            rest: Box::from(inner),
+        }))
+    }
+
+    /// Append the definition published as `public`: `{"name":<public>,<the rest>}`.
+    fn write(&self, public: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"name\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, public);
+        if !self.rest.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(self.rest.as_bytes());
+        }
+        out.push(b'}');
+    }
+
+    /// The definition published as `public`, as a value.
+    pub fn to_value(&self, public: &str) -> Value {
+        let mut text = Vec::with_capacity(self.rest.len() + public.len() + 12);
+        self.write(public, &mut text);
+        serde_json::from_slice(&text).unwrap_or(Value::Null)
+    }
+}
+
+/// A resource or resource template as its backend listed it, serialized once.
+#[derive(Debug)]
+pub struct Item {
+    /// The `uri` of a resource, the `uriTemplate` of a template.
+    pub key: Arc<str>,
+    text: Box<str>,
+    /// Templates only.
+    matcher: Option<UriTemplate>,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.text == other.text
+    }
+}
+
+impl Item {
+    fn new(def: &Value, key: &str, template: bool) -> Option<Arc<Self>> {
+        let key = def.get(key)?.as_str()?;
+        Some(Arc::new(Self {
+            key: Arc::from(key),
+            text: serde_json::to_string(def).ok()?.into_boxed_str(),
+            matcher: template.then(|| UriTemplate::parse(key)),
+        }))
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+/// A published tool or prompt: its public name, where it goes, and its definition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub public: String,
+    pub public: Arc<str>,
     pub backend: Arc<str>,
-    pub upstream: String,
-    /// The upstream definition with `name` replaced by the public name; every other field as
-    /// the backend sent it.
-    pub def: Value,
+    pub upstream: Arc<str>,
+    pub def: Arc<Def>,
+}
+
+impl Entry {
+    /// The published definition: the backend's, with `name` replaced by the public name.
+    pub fn to_value(&self) -> Value {
+        self.def.to_value(&self.public)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResourceEntry {
-    pub uri: String,
+    pub uri: Arc<str>,
     pub backend: Arc<str>,
-    pub def: Value,
+    pub def: Arc<Item>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TemplateEntry {
-    pub template: String,
+    pub template: Arc<str>,
     pub backend: Arc<str>,
-    pub def: Value,
-    matcher: UriTemplate,
+    pub def: Arc<Item>,
 }
 
 /// Two backends (or two upstream names of one backend) wanted the same public name or URI.
@@ -76,12 +192,14 @@ pub struct Snapshot {
     pub resources: Vec<ResourceEntry>,
     pub templates: Vec<TemplateEntry>,
     pub collisions: Vec<Collision>,
-    tool_index: HashMap<String, usize>,
-    prompt_index: HashMap<String, usize>,
-    resource_index: HashMap<String, usize>,
+    tool_index: HashMap<Arc<str>, usize>,
+    prompt_index: HashMap<Arc<str>, usize>,
+    resource_index: HashMap<Arc<str>, usize>,
     /// Published (tools, prompts, resources, templates) per backend, counted once per
     /// snapshot: the admin views and the metrics ask for every backend's counts.
     counts: HashMap<Arc<str>, [usize; 4]>,
+    /// Each list's items as one JSON array, written on first use.
+    texts: [OnceLock<Bytes>; 4],
 }
 
 /// The index. Pure: no I/O, no clocks.
@@ -95,7 +213,34 @@ pub struct Catalog {
 struct Backend {
     prefix: String,
     filter: Filter,
-    listing: Option<Arc<Listing>>,
+    listed: Option<Arc<Listed>>,
+    /// `listed` with the prefix and the filter applied: (wanted public name, definition).
+    tools: Vec<(Arc<str>, Arc<Def>)>,
+    prompts: Vec<(Arc<str>, Arc<Def>)>,
+}
+
+/// A listing, compacted.
+#[derive(Debug, Default)]
+struct Listed {
+    tools: Vec<Arc<Def>>,
+    prompts: Vec<Arc<Def>>,
+    resources: Vec<Arc<Item>>,
+    templates: Vec<Arc<Item>>,
+}
+
+impl Listed {
+    fn new(listing: &Listing) -> Self {
+        Self {
+            tools: listing.tools.iter().filter_map(Def::new).collect(),
+            prompts: listing.prompts.iter().filter_map(Def::new).collect(),
+            resources: (listing.resources.iter())
+                .filter_map(|d| Item::new(d, "uri", false))
+                .collect(),
+            templates: (listing.templates.iter())
+                .filter_map(|d| Item::new(d, "uriTemplate", true))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -117,18 +262,19 @@ impl Catalog {
     /// Add or replace a backend. Its listing is kept when only naming or filtering changed,
     /// so that re-applying an unchanged spec publishes the same names.
     pub fn apply(&mut self, spec: &BackendSpec) {
-        let listing = self
+        let listed = self
             .backends
             .remove(spec.name.as_str())
-            .and_then(|b| b.listing);
-        self.backends.insert(
-            Arc::from(spec.name.as_str()),
-            Backend {
-                prefix: spec.prefix.clone(),
-                filter: Filter::new(&spec.tools),
-                listing,
-            },
-        );
+            .and_then(|b| b.listed);
+        let mut backend = Backend {
+            prefix: spec.prefix.clone(),
+            filter: Filter::new(&spec.tools),
+            listed,
+            tools: Vec::new(),
+            prompts: Vec::new(),
+        };
+        backend.name_all(&self.separator);
+        self.backends.insert(Arc::from(spec.name.as_str()), backend);
     }
 
     pub fn remove(&mut self, name: &str) -> bool {
@@ -138,47 +284,41 @@ impl Catalog {
     /// Set (or clear, when the backend went down) what a backend lists. Unknown backends are
     /// ignored: a listing may arrive just after its backend was removed.
     pub fn set_listing(&mut self, name: &str, listing: Option<Arc<Listing>>) {
+        self.set_listed(name, listing.map(|l| Arc::new(Listed::new(&l))));
+    }
+
+    fn set_listed(&mut self, name: &str, listed: Option<Arc<Listed>>) {
         if let Some(b) = self.backends.get_mut(name) {
-            b.listing = listing;
+            b.listed = listed;
+            b.name_all(&self.separator);
         }
     }
 
+    /// Link every backend's published entries into a snapshot. No definition is copied.
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = Snapshot::default();
-        let mut tool_names = Names::default();
-        let mut prompt_names = Names::default();
+        let total = |f: fn(&Backend) -> usize| self.backends.values().map(f).sum::<usize>();
+        snap.tools.reserve(total(|b| b.tools.len()));
+        snap.prompts.reserve(total(|b| b.prompts.len()));
+        let mut tool_names = Names::with_capacity(snap.tools.capacity());
+        let mut prompt_names = Names::with_capacity(snap.prompts.capacity());
         for (name, backend) in &self.backends {
-            let Some(listing) = &backend.listing else {
+            for (wanted, def) in &backend.tools {
+                let public = tool_names.claim(wanted, name, def, "tool", &mut snap.collisions);
+                snap.tools.push(entry(public, name, def));
+            }
+            for (wanted, def) in &backend.prompts {
+                let public = prompt_names.claim(wanted, name, def, "prompt", &mut snap.collisions);
+                snap.prompts.push(entry(public, name, def));
+            }
+            let Some(listed) = &backend.listed else {
                 continue;
             };
-            for def in &listing.tools {
-                let Some(upstream) = def.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                if !backend.filter.allows(upstream) {
-                    continue;
-                }
-                let public = naming::public_name(&backend.prefix, &self.separator, upstream);
-                let public = tool_names.claim(public, name, upstream, "tool", &mut snap.collisions);
-                snap.tools.push(entry(public, name, upstream, def));
-            }
-            for def in &listing.prompts {
-                let Some(upstream) = def.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let public = naming::public_name(&backend.prefix, &self.separator, upstream);
-                let public =
-                    prompt_names.claim(public, name, upstream, "prompt", &mut snap.collisions);
-                snap.prompts.push(entry(public, name, upstream, def));
-            }
-            for def in &listing.resources {
-                let Some(uri) = def.get("uri").and_then(Value::as_str) else {
-                    continue;
-                };
-                if let Some(&i) = snap.resource_index.get(uri) {
+            for def in &listed.resources {
+                if let Some(&i) = snap.resource_index.get(&def.key) {
                     snap.collisions.push(Collision {
                         kind: "resource",
-                        name: uri.to_owned(),
+                        name: def.key.to_string(),
                         winner: snap.resources[i].backend.to_string(),
                         loser: name.to_string(),
                         renamed: None,
@@ -186,22 +326,18 @@ impl Catalog {
                     continue;
                 }
                 snap.resource_index
-                    .insert(uri.to_owned(), snap.resources.len());
+                    .insert(def.key.clone(), snap.resources.len());
                 snap.resources.push(ResourceEntry {
-                    uri: uri.to_owned(),
+                    uri: def.key.clone(),
                     backend: name.clone(),
                     def: def.clone(),
                 });
             }
-            for def in &listing.templates {
-                let Some(template) = def.get("uriTemplate").and_then(Value::as_str) else {
-                    continue;
-                };
+            for def in &listed.templates {
                 snap.templates.push(TemplateEntry {
-                    template: template.to_owned(),
+                    template: def.key.clone(),
                     backend: name.clone(),
                     def: def.clone(),
-                    matcher: UriTemplate::parse(template),
                 });
             }
         }
@@ -212,16 +348,34 @@ impl Catalog {
     }
 }
 
-fn entry(public: String, backend: &Arc<str>, upstream: &str, def: &Value) -> Entry {
-    let mut def = def.clone();
-    if let Some(obj) = def.as_object_mut() {
-        obj.insert("name".into(), Value::from(public.as_str()));
+// === impl Backend ===
+
+impl Backend {
+    /// Work out the wanted public names of what the backend lists (prefix and filter).
+    fn name_all(&mut self, separator: &str) {
+        let Some(listed) = &self.listed else {
+            self.tools = Vec::new();
+            self.prompts = Vec::new();
+            return;
+        };
+        let named = |def: &Arc<Def>| {
+            let public = naming::public_name(&self.prefix, separator, &def.upstream);
+            (Arc::from(public), def.clone())
+        };
+        self.tools = (listed.tools.iter())
+            .filter(|d| self.filter.allows(&d.upstream))
+            .map(named)
+            .collect();
+        self.prompts = listed.prompts.iter().map(named).collect();
     }
+}
+
+fn entry(public: Arc<str>, backend: &Arc<str>, def: &Arc<Def>) -> Entry {
     Entry {
         public,
         backend: backend.clone(),
-        upstream: upstream.to_owned(),
-        def,
+        upstream: def.upstream.clone(),
+        def: def.clone(),
     }
 }
 
@@ -237,7 +391,7 @@ fn count(snap: &Snapshot) -> HashMap<Arc<str>, [usize; 4]> {
     counts
 }
 
-fn index(entries: &[Entry]) -> HashMap<String, usize> {
+fn index(entries: &[Entry]) -> HashMap<Arc<str>, usize> {
     entries
         .iter()
         .enumerate()
@@ -246,39 +400,43 @@ fn index(entries: &[Entry]) -> HashMap<String, usize> {
 }
 
 /// Public names taken so far in one snapshot build, with their owners.
-#[derive(Default)]
-struct Names(HashMap<String, String>);
+struct Names(HashMap<Arc<str>, Arc<str>>);
 
 impl Names {
-    /// Take `public` for `backend`, or a disambiguated name when it is taken.
+    fn with_capacity(n: usize) -> Self {
+        Self(HashMap::with_capacity(n))
+    }
+
+    /// Take `wanted` for `backend`, or a disambiguated name when it is taken.
     fn claim(
         &mut self,
-        public: String,
-        backend: &str,
-        upstream: &str,
+        wanted: &Arc<str>,
+        backend: &Arc<str>,
+        def: &Def,
         kind: &'static str,
         collisions: &mut Vec<Collision>,
-    ) -> String {
-        let Some(winner) = self.0.get(&public) else {
-            self.0.insert(public.clone(), backend.to_owned());
-            return public;
+    ) -> Arc<str> {
+        let Some(winner) = self.0.get(wanted) else {
+            self.0.insert(wanted.clone(), backend.clone());
+            return wanted.clone();
         };
-        let winner = winner.clone();
+        let winner = winner.to_string();
         // Seeded by backend and upstream name: stable whatever the start order.
-        let mut seed = format!("{backend}/{upstream}");
-        let mut renamed = naming::disambiguated(&public, &seed);
-        while self.0.contains_key(&renamed) {
+        let mut seed = format!("{backend}/{}", def.upstream);
+        let mut renamed = naming::disambiguated(wanted, &seed);
+        while self.0.contains_key(renamed.as_str()) {
             seed.push('\'');
-            renamed = naming::disambiguated(&public, &seed);
+            renamed = naming::disambiguated(wanted, &seed);
         }
         collisions.push(Collision {
             kind,
-            name: public,
+            name: wanted.to_string(),
             winner,
-            loser: backend.to_owned(),
+            loser: backend.to_string(),
             renamed: Some(renamed.clone()),
         });
-        self.0.insert(renamed.clone(), backend.to_owned());
+        let renamed: Arc<str> = Arc::from(renamed);
+        self.0.insert(renamed.clone(), backend.clone());
         renamed
     }
 }
@@ -335,7 +493,7 @@ impl Snapshot {
         }
         self.templates
             .iter()
-            .find(|t| t.matcher.matches(uri))
+            .find(|t| t.def.matcher.as_ref().is_some_and(|m| m.matches(uri)))
             .map(|t| &t.backend)
     }
 
@@ -343,13 +501,90 @@ impl Snapshot {
     pub fn template_backend(&self, template: &str) -> Option<&Arc<str>> {
         self.templates
             .iter()
-            .find(|t| t.template == template)
+            .find(|t| &*t.template == template)
             .map(|t| &t.backend)
     }
 
     /// Published (tools, prompts, resources, templates) of one backend.
     pub fn counts(&self, backend: &str) -> [usize; 4] {
         self.counts.get(backend).copied().unwrap_or_default()
+    }
+
+    /// How many items `list` has.
+    pub fn len(&self, list: List) -> usize {
+        match list {
+            List::Tools => self.tools.len(),
+            List::Prompts => self.prompts.len(),
+            List::Resources => self.resources.len(),
+            List::Templates => self.templates.len(),
+        }
+    }
+
+    /// Whether every list is empty.
+    pub fn is_empty(&self) -> bool {
+        [List::Tools, List::Prompts, List::Resources, List::Templates]
+            .iter()
+            .all(|l| self.len(*l) == 0)
+    }
+
+    /// The whole of `list` as one JSON array, written once per snapshot and shared.
+    pub fn text(&self, list: List) -> Bytes {
+        self.texts[list.index()]
+            .get_or_init(|| {
+                let mut out = Vec::new();
+                self.write(list, 0..self.len(list), &mut out);
+                Bytes::from(out)
+            })
+            .clone()
+    }
+
+    /// Append the items of `list` in `range` (clamped to the list) as a JSON array.
+    pub fn write(&self, list: List, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        let end = range.end.min(self.len(list));
+        let range = range.start.min(end)..end;
+        out.push(b'[');
+        let mut each = |i: usize, write: &dyn Fn(&mut Vec<u8>)| {
+            if i > range.start {
+                out.push(b',');
+            }
+            write(out);
+        };
+        for i in range.clone() {
+            match list {
+                List::Tools => {
+                    let e = &self.tools[i];
+                    each(i, &|o| e.def.write(&e.public, o));
+                }
+                List::Prompts => {
+                    let e = &self.prompts[i];
+                    each(i, &|o| e.def.write(&e.public, o));
+                }
+                List::Resources => {
+                    let t = self.resources[i].def.text.as_bytes();
+                    each(i, &|o| o.extend_from_slice(t));
+                }
+                List::Templates => {
+                    let t = self.templates[i].def.text.as_bytes();
+                    each(i, &|o| o.extend_from_slice(t));
+                }
+            }
+        }
+        out.push(b']');
+    }
+
+    /// Which lists differ from `old`'s: tools, prompts, resources (with templates).
+    pub fn changed_since(&self, old: &Snapshot) -> [bool; 3] {
+        let same = |a: &[Entry], b: &[Entry]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    x.public == y.public && (Arc::ptr_eq(&x.def, &y.def) || x.def == y.def)
+                })
+        };
+        [
+            !same(&old.tools, &self.tools),
+            !same(&old.prompts, &self.prompts),
+            old.resources != self.resources || old.templates != self.templates,
+        ]
     }
 }
 
@@ -389,15 +624,23 @@ impl CatalogHandle {
         });
     }
 
+    /// Set a backend's listing. The listing is compacted before the lock is taken, so
+    /// backends listing at the same time do not wait on each other's serialization.
     pub fn set_listing(&self, name: &str, listing: Option<Arc<Listing>>) {
-        self.update(|c| c.set_listing(name, listing));
+        let listed = listing.map(|l| Arc::new(Listed::new(&l)));
+        self.update(|c| c.set_listed(name, listed));
     }
 
     fn update(&self, f: impl FnOnce(&mut Catalog)) {
         let mut catalog = self.lock();
         f(&mut catalog);
         let snap = catalog.snapshot();
-        for c in &snap.collisions {
+        let old = self.tx.borrow().clone();
+        for c in snap
+            .collisions
+            .iter()
+            .filter(|c| !old.collisions.contains(c))
+        {
             tracing::warn!(
                 kind = c.kind,
                 name = %c.name,

@@ -29,7 +29,7 @@ fn listing(tools: &[&str]) -> Arc<Listing> {
 }
 
 fn names(snap: &Snapshot) -> Vec<&str> {
-    snap.tools.iter().map(|e| e.public.as_str()).collect()
+    snap.tools.iter().map(|e| &*e.public).collect()
 }
 
 #[test]
@@ -40,11 +40,16 @@ fn prefixes_and_routes() {
     let snap = c.snapshot();
     assert_eq!(names(&snap), ["github__create_issue", "github__search"]);
     let e = snap.tool("github__search").expect("routed");
-    assert_eq!((&*e.backend, e.upstream.as_str()), ("github", "search"));
+    assert_eq!((&*e.backend, &*e.upstream), ("github", "search"));
     // Unknown fields pass through; only the name changes.
-    assert_eq!(e.def["annotations"]["readOnlyHint"], true);
-    assert_eq!(e.def["description"], "does search");
-    assert_eq!(e.def["name"], "github__search");
+    let def = e.to_value();
+    assert_eq!(def["annotations"]["readOnlyHint"], true);
+    assert_eq!(def["description"], "does search");
+    assert_eq!(def["name"], "github__search");
+    assert_eq!(
+        def.as_object().map(|o| o.keys().next().cloned()),
+        Some(Some("name".into()))
+    );
     assert!(snap.prompt("github__greet").is_some());
     assert!(snap.tool("search").is_none());
 }
@@ -90,7 +95,7 @@ fn collisions_are_resolved_the_same_whatever_the_order() {
         let mut got: Vec<(String, String)> = snap
             .tools
             .iter()
-            .map(|e| (e.public.clone(), e.backend.to_string()))
+            .map(|e| (e.public.to_string(), e.backend.to_string()))
             .collect();
         got.sort();
         (got, snap.collisions.clone())
@@ -129,8 +134,8 @@ fn sanitised_names_within_one_backend_stay_distinct() {
     let n = names(&snap);
     assert_eq!(n.len(), 2);
     assert_ne!(n[0], n[1]);
-    assert_eq!(snap.tool(n[0]).map(|e| e.upstream.as_str()), Some("a.b"));
-    assert_eq!(snap.tool(n[1]).map(|e| e.upstream.as_str()), Some("a_b"));
+    assert_eq!(snap.tool(n[0]).map(|e| &*e.upstream), Some("a.b"));
+    assert_eq!(snap.tool(n[1]).map(|e| &*e.upstream), Some("a_b"));
 }
 
 #[test]
@@ -196,4 +201,72 @@ fn counts_are_per_backend_and_follow_collisions() {
     assert_eq!(snap.counts("b"), [1, 1, 0, 1]);
     assert_eq!(snap.counts("down"), [0, 0, 0, 0]);
     assert_eq!(snap.counts("unknown"), [0, 0, 0, 0]);
+}
+
+/// The lists' text is the definitions as values would serialize them, names replaced.
+#[test]
+fn list_text_is_the_published_definitions() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.apply(&spec("b", ""));
+    c.set_listing("a", Some(listing(&["x", "y"])));
+    let mut odd = (*listing(&["z"])).clone();
+    odd.tools.push(json!({"name": "bare"}));
+    odd.tools
+        .push(json!({"description": "no name: not published"}));
+    odd.tools[0]["description"] = json!("quote \" and \u{e9} and \n");
+    c.set_listing("b", Some(Arc::new(odd)));
+    let snap = c.snapshot();
+    for list in [List::Tools, List::Prompts, List::Resources, List::Templates] {
+        let text: Value = serde_json::from_slice(&snap.text(list)).expect("valid JSON");
+        let want: Vec<Value> = match list {
+            List::Tools => snap.tools.iter().map(Entry::to_value).collect(),
+            List::Prompts => snap.prompts.iter().map(Entry::to_value).collect(),
+            List::Resources => snap.resources.iter().map(|e| e.def.to_value()).collect(),
+            List::Templates => snap.templates.iter().map(|e| e.def.to_value()).collect(),
+        };
+        assert_eq!(text, Value::Array(want), "{list:?}");
+    }
+    let tools: Value = serde_json::from_slice(&snap.text(List::Tools)).expect("json");
+    assert_eq!(
+        tools,
+        json!([
+            {"name": "a__x", "description": "does x", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "a__y", "description": "does y", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "z", "description": "quote \" and \u{e9} and \n", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
+            {"name": "bare"},
+        ])
+    );
+    // A page is a slice of the whole; a range past the end is clamped.
+    let mut page = Vec::new();
+    snap.write(List::Tools, 1..3, &mut page);
+    let page: Value = serde_json::from_slice(&page).expect("json");
+    assert_eq!(page.as_array().map(Vec::len), Some(2));
+    assert_eq!(page[0]["name"], "a__y");
+    let mut past = Vec::new();
+    snap.write(List::Tools, 9..20, &mut past);
+    assert_eq!(past, b"[]");
+}
+
+/// A change to one backend is seen as a change of exactly the lists it touched, and the
+/// other backends' definitions are shared with the previous snapshot, not copied.
+#[test]
+fn snapshots_share_what_did_not_change() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.apply(&spec("b", "b"));
+    c.set_listing("a", Some(listing(&["x"])));
+    c.set_listing("b", Some(listing(&["y"])));
+    let before = c.snapshot();
+    let mut more = (*listing(&["y", "w"])).clone();
+    more.prompts.clear();
+    more.resources.clear();
+    more.templates.clear();
+    more.prompts
+        .push(json!({"name": "greet", "arguments": [{"name": "who"}]}));
+    c.set_listing("b", Some(Arc::new(more)));
+    let after = c.snapshot();
+    assert_eq!(after.changed_since(&before), [true, false, true]);
+    assert!(Arc::ptr_eq(&before.tools[0].def, &after.tools[0].def));
+    assert_eq!(c.snapshot().changed_since(&after), [false, false, false]);
 }

@@ -28,6 +28,7 @@ pub(super) const KEYS: &[&str] = &[
     "bodyTimeout",
     "idleTimeout",
     "writeTimeout",
+    "listPageSize",
 ];
 
 /// Reads the `gateway` section at `path`; anything not given keeps its default.
@@ -97,6 +98,11 @@ pub(super) fn settings(report: &mut Report, path: &str, value: &Value) -> Gatewa
             "bodyTimeout" => set_duration(report, path, value, &mut settings.limits.body_timeout),
             "idleTimeout" => set_duration(report, path, value, &mut settings.limits.idle_timeout),
             "writeTimeout" => set_duration(report, path, value, &mut settings.limits.write_timeout),
+            "listPageSize" => {
+                let mut size = 0;
+                set_count(report, path, value, &mut size);
+                settings.list_page_size = (size > 0).then_some(size);
+            }
             "host" => settings.host = fields::non_empty(report, path, value),
             "port" => settings.port = port(report, path, value),
             _ => fields::unknown_key(report, path, key, KEYS),
@@ -184,6 +190,7 @@ mod tests {
             "bodyTimeout": "3s",
             "idleTimeout": "20s",
             "writeTimeout": "7s",
+            "listPageSize": 500,
         }));
         assert_eq!(problems, Vec::<String>::new());
         assert_eq!(warnings, Vec::<String>::new());
@@ -197,6 +204,7 @@ mod tests {
             host: Some("0.0.0.0".into()),
             port: Some(8080),
             allowed_origins: vec!["https://app.example".into()],
+            list_page_size: Some(500),
             limits: crate::spec::Limits {
                 max_sessions: 100,
                 session_idle: Duration::from_secs(300),

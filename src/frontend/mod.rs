@@ -30,7 +30,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::jsonrpc;
 use crate::relay::Gateway;
-use crate::session::Frontend;
+use crate::session::{Frontend, Outgoing};
 
 /// Protocol versions that have JSON-RPC batches (2025-06-18 removed them).
 const BATCH_VERSIONS: [&str; 2] = ["2024-11-05", "2025-03-26"];
@@ -276,16 +276,53 @@ pub(crate) fn parse_body(body: &Bytes) -> Result<Value, Box<Response>> {
 }
 
 pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    message_response(status, Outgoing::Value(body))
 }
 
-type OnDrop = Box<dyn FnOnce(mpsc::Receiver<Value>) + Send>;
+/// One message as an `application/json` body.
+pub(crate) fn message_response(status: StatusCode, body: Outgoing) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_bytes(),
+    )
+        .into_response()
+}
+
+/// One message as a whole `text/event-stream` body of one `message` event: an answer that
+/// was ready before the response began goes out in one write, headers and all.
+pub(crate) fn one_event_response(msg: &Outgoing) -> Response {
+    let json = msg.to_bytes();
+    let mut body = Vec::with_capacity(json.len() + 24);
+    body.extend_from_slice(b"event: message\ndata: ");
+    body.extend_from_slice(&json);
+    body.extend_from_slice(b"\n\n");
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A message as an SSE `message` event. Serialized JSON has no line breaks, so it is one
+/// `data` line.
+pub(crate) fn message_event(msg: &Outgoing) -> Event {
+    let json = msg.to_bytes();
+    Event::default()
+        .event("message")
+        .data(std::str::from_utf8(&json).unwrap_or_default())
+}
+
+type OnDrop = Box<dyn FnOnce(mpsc::Receiver<Outgoing>) + Send>;
 
 /// A stream of JSON-RPC messages as SSE `message` events, optionally preceded by one event
 /// and with an action when the client goes away (it is handed the receiver back).
 pub(crate) struct Outbound {
-    rx: Option<mpsc::Receiver<Value>>,
+    rx: Option<mpsc::Receiver<Outgoing>>,
     first: Option<Event>,
     on_drop: Option<OnDrop>,
     /// Ends the stream when the session is closed (DELETE, expiry, shutdown), once what was
@@ -293,17 +330,27 @@ pub(crate) struct Outbound {
     until: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// The session whose own stream this is, told of each message handed on.
     session: Option<Arc<crate::session::Session>>,
+    /// A request's stream: it ends with the response, without waiting for the sender to go.
+    to_response: bool,
 }
 
 impl Outbound {
-    pub(crate) fn new(rx: mpsc::Receiver<Value>) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<Outgoing>) -> Self {
         Self {
             rx: Some(rx),
             first: None,
             on_drop: None,
             until: None,
             session: None,
+            to_response: false,
         }
+    }
+
+    /// This is one request's stream: it ends once the response is handed on, so the end of
+    /// the body goes out with the response rather than in a write of its own.
+    pub(crate) fn until_response(mut self) -> Self {
+        self.to_response = true;
+        self
     }
 
     /// This is `session`'s own stream: it ends when the session closes.
@@ -320,7 +367,7 @@ impl Outbound {
 
     pub(crate) fn on_drop(
         mut self,
-        f: impl FnOnce(mpsc::Receiver<Value>) + Send + 'static,
+        f: impl FnOnce(mpsc::Receiver<Outgoing>) + Send + 'static,
     ) -> Self {
         self.on_drop = Some(Box::new(f));
         self
@@ -349,11 +396,15 @@ impl Stream for Outbound {
             rx.poll_recv(cx)
         };
         next.map(|m| {
-            m.map(|v| {
+            m.map(|msg| {
                 if let Some(s) = &this.session {
-                    s.delivered(&v);
+                    s.delivered(&msg);
                 }
-                Ok(Event::default().event("message").data(v.to_string()))
+                if this.to_response && msg.is_response() {
+                    // Dropping the receiver ends the stream at the next poll.
+                    this.rx = None;
+                }
+                Ok(message_event(&msg))
             })
         })
     }
@@ -370,7 +421,7 @@ impl Drop for Outbound {
 /// An SSE response for `rx`; with `park`, the receiver goes back to that session when the
 /// client disconnects, so a later GET can pick it up.
 pub(crate) fn sse_body(
-    rx: mpsc::Receiver<Value>,
+    rx: mpsc::Receiver<Outgoing>,
     park: Option<Arc<crate::session::Session>>,
 ) -> Response {
     let mut out = Outbound::new(rx);
@@ -378,6 +429,10 @@ pub(crate) fn sse_body(
         out = out.of(s.clone());
         out = out.on_drop(move |rx| s.return_outbound(rx));
     }
+    sse_response(out)
+}
+
+pub(crate) fn sse_response(out: Outbound) -> Response {
     Sse::new(out)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -35,7 +35,7 @@ pub async fn serve(
             if let Some(s) = told.upgrade() {
                 s.delivered(&msg);
             }
-            let mut line = msg.to_string().into_bytes();
+            let mut line = Vec::from(msg.to_bytes());
             line.push(b'\n');
             if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
                 break;

@@ -16,15 +16,17 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{json_response, parse_body, sse_body};
+use super::{Outbound, json_response, message_response, one_event_response, parse_body, sse_body};
 use crate::jsonrpc::{self, Kind};
 use crate::relay::Gateway;
-use crate::session::{Frontend, Session};
+use crate::session::{Frontend, Outgoing, Session};
 use crate::telemetry::TraceContext;
 use crate::upstream::handshake::PROTOCOL_VERSIONS;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
+/// How long a streamed request waits for its first message before the response begins.
+const FIRST_MESSAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Methods whose answer may be preceded by progress or server→client requests: they get an
 /// SSE response stream when the client accepts one.
@@ -60,7 +62,7 @@ pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byte
             let (s, _) = gw.new_session(Frontend::StreamableHttp);
             let sink = s.outbound().clone();
             let resp = gw.handle(&s, msg, &sink).await;
-            return json_response(StatusCode::OK, resp.unwrap_or(Value::Null));
+            return message_response(StatusCode::OK, resp.unwrap_or(Outgoing::Value(Value::Null)));
         }
         Ok(_) => {
             return error_response(
@@ -101,25 +103,38 @@ async fn post_one(
         let sink = session.outbound().clone();
         return match gw.handle(&session, msg, &sink).await {
             // An invalid message gets its error back directly.
-            Some(err) => json_response(StatusCode::BAD_REQUEST, err),
+            Some(err) => message_response(StatusCode::BAD_REQUEST, err),
             None => StatusCode::ACCEPTED.into_response(),
         };
     }
     if sse_ok && streams(jsonrpc::method(&msg)) {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, mut rx) = mpsc::channel(64);
         tokio::spawn(async move {
             if let Some(resp) = gw.handle_traced(&session, msg, &tx, trace.as_ref()).await {
                 let _ = tx.send(resp).await;
             }
         });
-        return sse_body(rx, None);
+        // Most answers come at once: wait a moment for the first message, so that a quick
+        // answer goes out with the headers in one write. A slow one gets its stream (and
+        // the client its headers) after `FIRST_MESSAGE_WAIT`.
+        let first = match tokio::time::timeout(FIRST_MESSAGE_WAIT, rx.recv()).await {
+            Ok(Some(first)) if first.is_response() => return one_event_response(&first),
+            Ok(Some(first)) => Some(first),
+            // The request was cancelled or dropped unanswered: an empty stream, as before.
+            Ok(None) | Err(_) => None,
+        };
+        let mut out = Outbound::new(rx).until_response();
+        if let Some(first) = first {
+            out = out.first(super::message_event(&first));
+        }
+        return super::sse_response(out);
     }
     let sink = session.outbound().clone();
     let resp = gw
         .handle_traced(&session, msg, &sink, trace.as_ref())
         .await
-        .unwrap_or(Value::Null);
-    let mut out = json_response(StatusCode::OK, resp);
+        .unwrap_or(Outgoing::Value(Value::Null));
+    let mut out = message_response(StatusCode::OK, resp);
     if new_session && let Ok(v) = HeaderValue::from_str(&session.id) {
         out.headers_mut().insert(SESSION_HEADER, v);
     }
@@ -142,12 +157,19 @@ async fn post_batch(
             .map(|m| gw.handle_traced(&session, m, &sink, trace.as_ref())),
     )
     .await;
-    let answers: Vec<Value> = answers.into_iter().flatten().collect();
+    let answers: Vec<Outgoing> = answers.into_iter().flatten().collect();
     if answers.is_empty() {
-        StatusCode::ACCEPTED.into_response()
-    } else {
-        json_response(StatusCode::OK, Value::Array(answers))
+        return StatusCode::ACCEPTED.into_response();
     }
+    let mut body = b"[".to_vec();
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&a.to_bytes());
+    }
+    body.push(b']');
+    message_response(StatusCode::OK, Outgoing::Text(body.into()))
 }
 
 /// GET: the session's own stream of messages not tied to a request.

@@ -55,7 +55,7 @@ impl Gateway {
             kind,
             name: &entry.public,
         };
-        let msg = with_param(msg, "name", Value::from(entry.upstream.as_str()));
+        let msg = with_param(msg, "name", Value::from(&*entry.upstream));
         self.forward(session, sink, msg, &entry.backend, target, observed)
             .await
     }
@@ -137,7 +137,7 @@ impl Gateway {
                 .and_then(|p| p.get_mut("ref"))
                 .and_then(Value::as_object_mut)
         {
-            r.insert("name".into(), Value::from(upstream));
+            r.insert("name".into(), Value::from(&*upstream));
         }
         let target = Target {
             method: "completion/complete",

@@ -73,7 +73,7 @@ impl Gateway {
                     p.insert("progressToken".into(), client_token);
                 }
                 flight.progress.notify_one();
-                if flight.sink.try_send(msg).is_err() {
+                if flight.sink.try_send(msg.into()).is_err() {
                     tracing::debug!(session = %flight.session.id, "progress dropped: client stream is gone or full");
                 } else {
                     self.metrics.notification("notifications/progress");
@@ -112,7 +112,7 @@ impl Gateway {
             _ => match self.related_flight(conn, related.as_ref()) {
                 Some(f) if related.is_some() => {
                     self.metrics.notification(method);
-                    let _ = f.sink.try_send(msg);
+                    let _ = f.sink.try_send(msg.into());
                 }
                 _ => {
                     for s in self.sessions.all() {
@@ -200,7 +200,7 @@ async fn ask_client(
     if let Some(obj) = msg.as_object_mut() {
         obj.insert("id".into(), Value::from(client_id));
     }
-    if sink.send(msg).await.is_err() {
+    if sink.send(msg.into()).await.is_err() {
         session.forget_answer(client_id);
         return jsonrpc::error(
             up_id,

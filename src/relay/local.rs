@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::Gateway;
-use crate::catalog::Snapshot;
+use crate::catalog::List;
 use crate::jsonrpc;
-use crate::session::Session;
+use crate::session::{Outgoing, Session};
 use crate::upstream::handshake::{LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
 
 pub const SERVER_NAME: &str = "mcp-gateway";
@@ -100,17 +100,46 @@ impl Gateway {
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
-    pub(super) fn list(&self, id: Value, field: &str) -> Value {
+    /// A `*/list` answer, written as text: the whole list from the snapshot's shared text,
+    /// or one page of `gateway.listPageSize` items from where `params.cursor` says.
+    pub(super) fn list(&self, id: Value, msg: &Value, list: List) -> Outgoing {
         let snap = self.catalog.current();
-        let items: Vec<Value> = match field {
-            "tools" => snap.tools.iter().map(|e| e.def.clone()).collect(),
-            "prompts" => snap.prompts.iter().map(|e| e.def.clone()).collect(),
-            "resources" => snap.resources.iter().map(|e| e.def.clone()).collect(),
-            _ => snap.templates.iter().map(|e| e.def.clone()).collect(),
+        let len = snap.len(list);
+        let cursor = jsonrpc::params(msg).and_then(|p| p.get("cursor"));
+        let start = match cursor {
+            None | Some(Value::Null) => 0,
+            Some(c) => match c.as_str().and_then(parse_cursor) {
+                Some(start) => start.min(len),
+                None => {
+                    let why = "invalid cursor: pass the nextCursor of the previous page as it came";
+                    return jsonrpc::error(id, jsonrpc::INVALID_PARAMS, why, None).into();
+                }
+            },
         };
-        let mut result = Map::with_capacity(1);
-        result.insert(field.to_owned(), Value::Array(items));
-        jsonrpc::result(id, Value::Object(result))
+        let end = match self.settings.list_page_size {
+            Some(size) => start.saturating_add(size).min(len),
+            None => len,
+        };
+        let whole = start == 0 && end == len;
+        let text = whole.then(|| snap.text(list));
+        let mut out = Vec::with_capacity(text.as_ref().map_or(256, |t| t.len() + 96));
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        // Writing a value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &id);
+        out.extend_from_slice(b",\"result\":{\"");
+        out.extend_from_slice(list.field().as_bytes());
+        out.extend_from_slice(b"\":");
+        match text {
+            Some(text) => out.extend_from_slice(&text),
+            None => snap.write(list, start..end, &mut out),
+        }
+        if end < len {
+            out.extend_from_slice(b",\"nextCursor\":\"");
+            out.extend_from_slice(cursor_at(end).as_bytes());
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}}");
+        Outgoing::Text(out.into())
     }
 
     pub(super) async fn set_level(&self, session: &Session, id: Value, msg: &Value) -> Value {
@@ -235,15 +264,19 @@ impl Gateway {
     }
 }
 
-/// Which lists differ between two snapshots.
-pub fn changed_lists(old: &Snapshot, new: &Snapshot) -> [bool; 3] {
-    let same = |a: &[crate::catalog::Entry], b: &[crate::catalog::Entry]| {
-        a.iter().map(|e| &e.def).eq(b.iter().map(|e| &e.def))
-    };
-    let tools = !same(&old.tools, &new.tools);
-    let prompts = !same(&old.prompts, &new.prompts);
-    let resources = old.resources != new.resources || old.templates != new.templates;
-    [tools, prompts, resources]
+/// A page's cursor: opaque to clients, the offset of the page's first item to the gateway.
+const CURSOR_PREFIX: &str = "mcpgw1.";
+
+fn cursor_at(offset: usize) -> String {
+    format!("{CURSOR_PREFIX}{offset}")
+}
+
+fn parse_cursor(cursor: &str) -> Option<usize> {
+    let digits = cursor.strip_prefix(CURSOR_PREFIX)?;
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Watch the catalog and tell every initialized session which lists changed.
@@ -257,7 +290,7 @@ pub async fn announce_changes(gateway: Arc<Gateway>) {
             changed = rx.changed() => if changed.is_err() { return },
         }
         let now = rx.borrow_and_update().clone();
-        let [tools, prompts, resources] = changed_lists(&seen, &now);
+        let [tools, prompts, resources] = now.changed_since(&seen);
         seen = now;
         let methods = [
             (tools, "notifications/tools/list_changed"),

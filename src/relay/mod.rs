@@ -20,9 +20,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::catalog::List;
 use crate::catalog::{Catalog, CatalogHandle};
 use crate::jsonrpc::{self, Kind};
-use crate::session::{Frontend, Session, Sessions, Sink};
+use crate::session::{Frontend, Outgoing, Session, Sessions, Sink};
 use crate::spec::{BackendSpec, GatewaySettings};
 use crate::telemetry::{Metrics, Observed, TraceContext};
 use crate::upstream::{Events, Upstreams};
@@ -223,7 +224,7 @@ impl Gateway {
         session: &Arc<Session>,
         msg: Value,
         sink: &Sink,
-    ) -> Option<Value> {
+    ) -> Option<Outgoing> {
         self.handle_traced(session, msg, sink, None).await
     }
 
@@ -235,21 +236,24 @@ impl Gateway {
         msg: Value,
         sink: &Sink,
         carrier: Option<&TraceContext>,
-    ) -> Option<Value> {
+    ) -> Option<Outgoing> {
         session.touch();
         let kind = match jsonrpc::classify(&msg) {
             Ok(k) => k,
-            Err(why) => return Some(jsonrpc::invalid_request(&msg, &why)),
+            Err(why) => return Some(jsonrpc::invalid_request(&msg, &why).into()),
         };
         match kind {
             Kind::Request => {
                 if let Err(why) = jsonrpc::check_params(&msg) {
-                    return Some(jsonrpc::error(
-                        jsonrpc::id_or_null(&msg),
-                        jsonrpc::INVALID_PARAMS,
-                        why,
-                        None,
-                    ));
+                    return Some(
+                        jsonrpc::error(
+                            jsonrpc::id_or_null(&msg),
+                            jsonrpc::INVALID_PARAMS,
+                            why,
+                            None,
+                        )
+                        .into(),
+                    );
                 }
                 let _serving = Serving::start(&self.requests);
                 let limits = &self.settings.limits;
@@ -258,16 +262,13 @@ impl Gateway {
                     session.slots.clone().acquire_owned(),
                 );
                 let Ok(Ok(_slot)) = slot.await else {
-                    return Some(jsonrpc::error(
-                        jsonrpc::id_or_null(&msg),
-                        jsonrpc::BUSY,
-                        format!(
-                            "this session has {} requests in flight, its limit \
-                             (gateway.maxRequestsPerSession); try again later",
-                            limits.max_requests_per_session
-                        ),
-                        None,
-                    ));
+                    let why = format!(
+                        "this session has {} requests in flight, its limit \
+                         (gateway.maxRequestsPerSession); try again later",
+                        limits.max_requests_per_session
+                    );
+                    let id = jsonrpc::id_or_null(&msg);
+                    return Some(jsonrpc::error(id, jsonrpc::BUSY, why, None).into());
                 };
                 let observed = self.observe(session, &msg, carrier);
                 let span = observed.span.clone();
@@ -275,8 +276,11 @@ impl Gateway {
                     .request(session, msg, sink, &observed)
                     .instrument(span)
                     .await;
-                observed.finish(&response);
-                Some(response).filter(|r| !r.is_null())
+                observed.finish_message(&response);
+                match response {
+                    Outgoing::Value(Value::Null) => None,
+                    response => Some(response),
+                }
             }
             Kind::Notification => {
                 self.notification(session, &msg).await;
@@ -297,10 +301,20 @@ impl Gateway {
         msg: Value,
         sink: &Sink,
         observed: &Observed,
-    ) -> Value {
+    ) -> Outgoing {
         let id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default();
-        match method {
+        let list = match method {
+            "tools/list" => Some(List::Tools),
+            "prompts/list" => Some(List::Prompts),
+            "resources/list" => Some(List::Resources),
+            "resources/templates/list" => Some(List::Templates),
+            _ => None,
+        };
+        if let Some(list) = list {
+            return self.list(id, &msg, list);
+        }
+        let answer = match method {
             "initialize" => self.initialize(session, id, &msg),
             "ping" => jsonrpc::result(id, serde_json::json!({})),
             "server/discover" => jsonrpc::error(
@@ -309,10 +323,6 @@ impl Gateway {
                 "server/discover is not supported by this gateway; use initialize",
                 None,
             ),
-            "tools/list" => self.list(id, "tools"),
-            "prompts/list" => self.list(id, "prompts"),
-            "resources/list" => self.list(id, "resources"),
-            "resources/templates/list" => self.list(id, "resourceTemplates"),
             "tools/call" => self.call_named(session, msg, sink, "tool", observed).await,
             "prompts/get" => {
                 self.call_named(session, msg, sink, "prompt", observed)
@@ -329,7 +339,8 @@ impl Gateway {
                 format!("method not found: {other}"),
                 None,
             ),
-        }
+        };
+        answer.into()
     }
 
     async fn notification(self: &Arc<Self>, session: &Arc<Session>, msg: &Value) {
@@ -355,7 +366,7 @@ impl Gateway {
     pub fn new_session(
         &self,
         frontend: Frontend,
-    ) -> (Arc<Session>, tokio::sync::mpsc::Receiver<Value>) {
+    ) -> (Arc<Session>, tokio::sync::mpsc::Receiver<Outgoing>) {
         Session::new(frontend, self.settings.limits.max_requests_per_session)
     }
 

@@ -70,6 +70,18 @@ impl Observed {
         self.record(Some(response).filter(|r| !r.is_null()));
     }
 
+    /// [`Self::finish`] for a message on its way to the client; text is only ever written
+    /// for a successful answer.
+    pub fn finish_message(self, response: &crate::session::Outgoing) {
+        match response.value() {
+            Some(v) => self.finish(v),
+            None => {
+                self.end_as(Outcome::Ok);
+                self.finish(&Value::Null);
+            }
+        }
+    }
+
     fn record(&mut self, response: Option<&Value>) {
         if std::mem::replace(&mut self.recorded, true) {
             return;
