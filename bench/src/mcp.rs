@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -43,10 +44,12 @@ pub enum Transport {
     Sse,
 }
 
-/// A checked answer: the `result`, and the bytes that carried it.
+/// A checked answer: the `result`, the bytes that carried it, and when the last of them
+/// arrived (before the client parsed them: what the server can be held to).
 pub struct Answer {
     pub result: Value,
     pub bytes: usize,
+    pub received: Instant,
 }
 
 /// An initialized MCP session.
@@ -218,11 +221,13 @@ impl Streamable {
         let mut body = response.into_body();
         if !is_stream {
             let bytes = http::read_all(body).await?;
+            let received = Instant::now();
             let message: Value = serde_json::from_slice(&bytes).context("answer is not JSON")?;
             let result = answer_in(message, id).context("no answer with the request's id")??;
             return Ok(Answer {
                 result,
                 bytes: bytes.len(),
+                received,
             });
         }
         // An SSE stream: progress and server requests may come first; read to its end.
@@ -230,12 +235,14 @@ impl Streamable {
         let mut events = Vec::new();
         let mut found = None;
         let mut bytes = 0;
+        let mut received = Instant::now();
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame.context("reading the SSE answer")?.into_data() else {
                 continue;
             };
             bytes += data.len();
             parser.feed(&data, &mut events);
+            let now = Instant::now();
             for event in events.drain(..) {
                 if found.is_some() || event.data.is_empty() {
                     continue;
@@ -243,17 +250,22 @@ impl Streamable {
                 let message: Value =
                     serde_json::from_str(&event.data).context("SSE event is not JSON")?;
                 found = answer_in(message, id);
+                received = now;
             }
         }
         let result = found.context("the SSE answer ended without the response")??;
-        Ok(Answer { result, bytes })
+        Ok(Answer {
+            result,
+            bytes,
+            received,
+        })
     }
 }
 
 // === impl Legacy ===
 
 /// Requests waiting for their answer on the stream: the answer and its size in bytes.
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<(Value, usize)>>>>;
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<(Value, usize, Instant)>>>>;
 
 /// Legacy HTTP+SSE: answers arrive on the session's stream, matched to requests by id.
 pub struct Legacy {
@@ -330,11 +342,15 @@ impl Legacy {
             lock(&self.pending).remove(&id);
             return Err(error);
         }
-        let (message, bytes) = rx
+        let (message, bytes, received) = rx
             .await
             .context("the SSE stream closed before the answer")?;
         let result = answer_in(message, id).context("answer with another id")??;
-        Ok(Answer { result, bytes })
+        Ok(Answer {
+            result,
+            bytes,
+            received,
+        })
     }
 }
 
@@ -357,6 +373,7 @@ async fn read_stream(
             continue;
         };
         parser.feed(&data, &mut events);
+        let received = Instant::now();
         for event in events.drain(..) {
             if event.name == "endpoint" {
                 if let Some(tx) = endpoint.take() {
@@ -371,7 +388,7 @@ async fn read_stream(
             if let (true, Some(id)) = (is_answer, message["id"].as_u64())
                 && let Some(tx) = lock(&pending).remove(&id)
             {
-                let _ = tx.send((message, event.data.len()));
+                let _ = tx.send((message, event.data.len(), received));
             }
         }
     }

@@ -142,7 +142,8 @@ fn scale(out: &mut String, records: &[Value]) {
                 ),
                 Some("list") => format!(
                     "  {}: {} items, {} page(s), {:.2} MB; p50 {} ms, p99 {} ms, max {} ms \
-                     (first {} ms, {} listings); CPU {} ms/listing; RSS {} MB (peak {} MB)",
+                     (first {} ms, {} listings; p50 {} ms with the client's parsing); \
+                     CPU {} ms/listing; RSS {} MB (peak {} MB)",
                     r["method"].as_str().unwrap_or("list"),
                     num(&r["items"], 0),
                     num(&r["pages"], 0),
@@ -152,6 +153,7 @@ fn scale(out: &mut String, records: &[Value]) {
                     ms(&r["max_us"]),
                     ms(&r["first_us"]),
                     num(&r["listings"], 0),
+                    ms(&r["parsed_p50_us"]),
                     f(&r["cpu_us_per_op"])
                         .map_or_else(|| "-".into(), |us| format!("{:.1}", us / 1000.0)),
                     mb(&r["rss_kb"]),

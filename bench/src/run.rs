@@ -230,6 +230,8 @@ struct Listing {
     items: usize,
     pages: usize,
     bytes: usize,
+    /// When the last page's answer had arrived in full.
+    received: Instant,
 }
 
 /// Lists repeatedly (one untimed listing first) and summarises the timed ones.
@@ -252,7 +254,10 @@ pub async fn list(options: ListOptions) -> anyhow::Result<Value> {
     let first = list_once(&mut session, &options, &key).await?;
     let first_us = began.elapsed().as_micros();
 
+    // Until the last byte of the last page arrived: the server's part. With the client's
+    // own parsing of the answers (a full `Value` tree, as an SDK builds) on top, separately.
     let mut latencies = Latencies::default();
+    let mut parsed = Latencies::default();
     let mark = probe.mark();
     let started = Instant::now();
     let mut last = first;
@@ -262,7 +267,8 @@ pub async fn list(options: ListOptions) -> anyhow::Result<Value> {
     {
         let began = Instant::now();
         let listing = list_once(&mut session, &options, &key).await?;
-        latencies.record(began.elapsed());
+        parsed.record(began.elapsed());
+        latencies.record(listing.received.saturating_duration_since(began));
         if listing.items != last.items {
             eprintln!(
                 "mcp-bench: the listing changed size: {} then {}",
@@ -285,6 +291,7 @@ pub async fn list(options: ListOptions) -> anyhow::Result<Value> {
         "errors": 0,
     });
     let summary = merge(summary, latencies.summary());
+    let summary = merge(summary, json!({"parsed_p50_us": parsed.summary()["p50_us"]}));
     Ok(merge(summary, probe.report(mark, end, iterations)))
 }
 
@@ -297,6 +304,7 @@ async fn list_once(
         items: 0,
         pages: 0,
         bytes: 0,
+        received: Instant::now(),
     };
     let mut cursor: Option<String> = None;
     loop {
@@ -313,6 +321,7 @@ async fn list_once(
             .len();
         listing.pages += 1;
         listing.bytes += answer.bytes;
+        listing.received = answer.received;
         cursor = answer.result["nextCursor"].as_str().map(str::to_owned);
         if cursor.is_none() {
             return Ok(listing);
