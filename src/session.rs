@@ -47,9 +47,11 @@ pub type Sink = mpsc::Sender<Outgoing>;
 #[derive(Clone, Debug)]
 pub enum Outgoing {
     Value(Value),
-    /// One message already serialized as JSON text (a list answer, written from the
-    /// catalog's shared text rather than built as a value and serialized again).
+    /// One message already serialized as JSON text.
     Text(Bytes),
+    /// A `*/list` answer, written from the catalog's text as it is sent: never built as a
+    /// value, and never whole in memory on its way to an HTTP client.
+    List(Arc<crate::catalog::ListText>),
 }
 
 impl Outgoing {
@@ -59,25 +61,26 @@ impl Outgoing {
             // Serializing a `Value` cannot fail.
             Self::Value(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
             Self::Text(t) => t.clone(),
+            Self::List(l) => Bytes::from(l.to_vec()),
         }
     }
 
     pub fn value(&self) -> Option<&Value> {
         match self {
             Self::Value(v) => Some(v),
-            Self::Text(_) => None,
+            Self::Text(_) | Self::List(_) => None,
         }
     }
 
-    /// Whether this is a response (the last message of a request's stream). Text is only
-    /// ever a response.
+    /// Whether this is a response (the last message of a request's stream). Text and lists
+    /// are only ever responses.
     pub fn is_response(&self) -> bool {
         match self {
             Self::Value(v) => matches!(
                 crate::jsonrpc::classify(v),
                 Ok(crate::jsonrpc::Kind::Response)
             ),
-            Self::Text(_) => true,
+            Self::Text(_) | Self::List(_) => true,
         }
     }
 }

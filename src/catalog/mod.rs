@@ -10,8 +10,8 @@
 //! hold a few tens of megabytes, not gigabytes of `Value` trees. A backend's names (prefix and
 //! filter applied) are worked out when its listing or spec changes and kept. A new snapshot
 //! then only links what every backend already has (shared `Arc`s, no definition is copied) and
-//! indexes the names; each list's JSON text is written at most once per snapshot, on the first
-//! request that needs it, and shared by every session.
+//! indexes the names. A list answer is written from the definitions' text piece by piece as
+//! the client reads it ([`Snapshot::write_items`]): no list is ever held twice.
 //!
 //! Names are resolved deterministically: backends are visited in name order, so the outcome
 //! does not depend on which backend happened to start first. A collision is never silent:
@@ -21,9 +21,8 @@ pub mod naming;
 pub mod uri_template;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -58,10 +57,6 @@ impl List {
             Self::Resources => "resources",
             Self::Templates => "resourceTemplates",
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -198,8 +193,6 @@ pub struct Snapshot {
     /// Published (tools, prompts, resources, templates) per backend, counted once per
     /// snapshot: the admin views and the metrics ask for every backend's counts.
     counts: HashMap<Arc<str>, [usize; 4]>,
-    /// Each list's items as one JSON array, written on first use.
-    texts: [OnceLock<Bytes>; 4],
 }
 
 /// The index. Pure: no I/O, no clocks.
@@ -527,49 +520,42 @@ impl Snapshot {
             .all(|l| self.len(*l) == 0)
     }
 
-    /// The whole of `list` as one JSON array, written once per snapshot and shared.
-    pub fn text(&self, list: List) -> Bytes {
-        self.texts[list.index()]
-            .get_or_init(|| {
-                let mut out = Vec::new();
-                self.write(list, 0..self.len(list), &mut out);
-                Bytes::from(out)
-            })
-            .clone()
-    }
-
     /// Append the items of `list` in `range` (clamped to the list) as a JSON array.
     pub fn write(&self, list: List, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
-        let end = range.end.min(self.len(list));
-        let range = range.start.min(end)..end;
         out.push(b'[');
-        let mut each = |i: usize, write: &dyn Fn(&mut Vec<u8>)| {
+        let start = range.start;
+        self.write_items(list, start, range, out, usize::MAX);
+        out.push(b']');
+    }
+
+    /// Append items of `list` from `at` on, until the end of `range` or until `out` has grown
+    /// by `budget` bytes, each preceded by a comma unless it is the first of `range`; the
+    /// index to go on from. A large list is written piece by piece this way as the client
+    /// reads it, never as one buffer.
+    pub fn write_items(
+        &self,
+        list: List,
+        at: usize,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> usize {
+        let end = range.end.min(self.len(list));
+        let limit = out.len().saturating_add(budget);
+        let mut i = at.max(range.start);
+        while i < end && out.len() < limit {
             if i > range.start {
                 out.push(b',');
             }
-            write(out);
-        };
-        for i in range.clone() {
             match list {
-                List::Tools => {
-                    let e = &self.tools[i];
-                    each(i, &|o| e.def.write(&e.public, o));
-                }
-                List::Prompts => {
-                    let e = &self.prompts[i];
-                    each(i, &|o| e.def.write(&e.public, o));
-                }
-                List::Resources => {
-                    let t = self.resources[i].def.text.as_bytes();
-                    each(i, &|o| o.extend_from_slice(t));
-                }
-                List::Templates => {
-                    let t = self.templates[i].def.text.as_bytes();
-                    each(i, &|o| o.extend_from_slice(t));
-                }
+                List::Tools => self.tools[i].def.write(&self.tools[i].public, out),
+                List::Prompts => self.prompts[i].def.write(&self.prompts[i].public, out),
+                List::Resources => out.extend_from_slice(self.resources[i].def.text.as_bytes()),
+                List::Templates => out.extend_from_slice(self.templates[i].def.text.as_bytes()),
             }
+            i += 1;
         }
-        out.push(b']');
+        i
     }
 
     /// Which lists differ from `old`'s: tools, prompts, resources (with templates).
@@ -585,6 +571,55 @@ impl Snapshot {
             !same(&old.prompts, &self.prompts),
             old.resources != self.resources || old.templates != self.templates,
         ]
+    }
+}
+
+/// A `*/list` answer as JSON text, written from a snapshot as it is sent.
+pub struct ListText {
+    /// `{"jsonrpc":"2.0","id":…,"result":{"tools":[`
+    pub head: Vec<u8>,
+    pub snap: Arc<Snapshot>,
+    pub list: List,
+    pub range: std::ops::Range<usize>,
+    /// `]`, the `nextCursor` if there is one, `}}`
+    pub tail: Vec<u8>,
+}
+
+impl std::fmt::Debug for ListText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListText")
+            .field("list", &self.list)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListText {
+    /// Append the next piece of the answer from item `at`: the head first, about `budget`
+    /// bytes of items, the tail once every item is written. Returns where to go on from, or
+    /// `None` when the answer is complete.
+    pub fn write_piece(&self, at: usize, out: &mut Vec<u8>, budget: usize) -> Option<usize> {
+        if at == self.range.start {
+            out.extend_from_slice(&self.head);
+        }
+        let next = self
+            .snap
+            .write_items(self.list, at, self.range.clone(), out, budget);
+        if next < self.range.end.min(self.snap.len(self.list)) {
+            return Some(next);
+        }
+        out.extend_from_slice(&self.tail);
+        None
+    }
+
+    /// The whole answer in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = self.range.start;
+        while let Some(next) = self.write_piece(at, &mut out, usize::MAX) {
+            at = next;
+        }
+        out
     }
 }
 

@@ -203,6 +203,53 @@ fn counts_are_per_backend_and_follow_collisions() {
     assert_eq!(snap.counts("unknown"), [0, 0, 0, 0]);
 }
 
+fn whole(snap: &Snapshot, list: List) -> Vec<u8> {
+    let mut out = Vec::new();
+    snap.write(list, 0..usize::MAX, &mut out);
+    out
+}
+
+/// An answer written in pieces of any size is the same text as one written at once.
+#[test]
+fn list_answers_written_in_pieces_are_whole() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.set_listing("a", Some(listing(&["p", "q", "r", "s", "t"])));
+    let snap = Arc::new(c.snapshot());
+    for range in [0..5, 1..4, 3..3, 4..9] {
+        let text = ListText {
+            head: b"{\"x\":[".to_vec(),
+            snap: snap.clone(),
+            list: List::Tools,
+            range: range.clone(),
+            tail: b"]}".to_vec(),
+        };
+        let at_once: Value = serde_json::from_slice(&text.to_vec()).expect("json");
+        let mut want = Vec::new();
+        snap.write(List::Tools, range.clone(), &mut want);
+        let want: Value = serde_json::from_slice(&want).expect("json");
+        assert_eq!(at_once["x"], want, "{range:?}");
+        for budget in [1, 10, 100] {
+            let (mut out, mut at, mut pieces) = (Vec::new(), range.start, 0);
+            while let Some(next) = text.write_piece(at, &mut out, budget) {
+                assert!(next > at, "progress");
+                at = next;
+                pieces += 1;
+            }
+            assert_eq!(out, text.to_vec(), "{range:?} in pieces of {budget}");
+            if budget == 1 {
+                assert_eq!(
+                    pieces,
+                    range
+                        .len()
+                        .min(5usize.saturating_sub(range.start))
+                        .saturating_sub(1)
+                );
+            }
+        }
+    }
+}
+
 /// The lists' text is the definitions as values would serialize them, names replaced.
 #[test]
 fn list_text_is_the_published_definitions() {
@@ -218,7 +265,7 @@ fn list_text_is_the_published_definitions() {
     c.set_listing("b", Some(Arc::new(odd)));
     let snap = c.snapshot();
     for list in [List::Tools, List::Prompts, List::Resources, List::Templates] {
-        let text: Value = serde_json::from_slice(&snap.text(list)).expect("valid JSON");
+        let text: Value = serde_json::from_slice(&whole(&snap, list)).expect("valid JSON");
         let want: Vec<Value> = match list {
             List::Tools => snap.tools.iter().map(Entry::to_value).collect(),
             List::Prompts => snap.prompts.iter().map(Entry::to_value).collect(),
@@ -227,7 +274,7 @@ fn list_text_is_the_published_definitions() {
         };
         assert_eq!(text, Value::Array(want), "{list:?}");
     }
-    let tools: Value = serde_json::from_slice(&snap.text(List::Tools)).expect("json");
+    let tools: Value = serde_json::from_slice(&whole(&snap, List::Tools)).expect("json");
     assert_eq!(
         tools,
         json!([

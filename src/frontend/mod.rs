@@ -279,14 +279,44 @@ pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     message_response(status, Outgoing::Value(body))
 }
 
-/// One message as an `application/json` body.
+/// One message as an `application/json` body; a list answer is written as it is sent.
 pub(crate) fn message_response(status: StatusCode, body: Outgoing) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_bytes(),
-    )
-        .into_response()
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match body {
+        Outgoing::List(list) => {
+            let pieces = ListPieces {
+                at: Some(list.range.start),
+                list,
+            };
+            (status, json, axum::body::Body::from_stream(pieces)).into_response()
+        }
+        other => (status, json, other.to_bytes()).into_response(),
+    }
+}
+
+/// About this much of a list answer is written at a time: large enough for few writes,
+/// small enough that 50,000 tools are never one buffer.
+const LIST_PIECE: usize = 256 * 1024;
+
+/// A list answer's body, piece by piece as the connection takes them.
+struct ListPieces {
+    list: Arc<crate::catalog::ListText>,
+    /// Where the next piece starts; `None` once the answer is complete.
+    at: Option<usize>,
+}
+
+impl Stream for ListPieces {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(at) = this.at else {
+            return Poll::Ready(None);
+        };
+        let mut piece = Vec::with_capacity(16 * 1024);
+        this.at = this.list.write_piece(at, &mut piece, LIST_PIECE);
+        Poll::Ready(Some(Ok(Bytes::from(piece))))
+    }
 }
 
 /// One message as a whole `text/event-stream` body of one `message` event: an answer that

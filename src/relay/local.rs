@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Gateway;
-use crate::catalog::List;
+use crate::catalog::{List, ListText};
 use crate::jsonrpc;
 use crate::session::{Outgoing, Session};
 use crate::upstream::handshake::{LATEST_PROTOCOL_VERSION, PROTOCOL_VERSIONS};
@@ -100,8 +100,8 @@ impl Gateway {
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
-    /// A `*/list` answer, written as text: the whole list from the snapshot's shared text,
-    /// or one page of `gateway.listPageSize` items from where `params.cursor` says.
+    /// A `*/list` answer: the whole list, or one page of `gateway.listPageSize` items from
+    /// where `params.cursor` says, written from the snapshot as it is sent.
     pub(super) fn list(&self, id: Value, msg: &Value, list: List) -> Outgoing {
         let snap = self.catalog.current();
         let len = snap.len(list);
@@ -120,26 +120,27 @@ impl Gateway {
             Some(size) => start.saturating_add(size).min(len),
             None => len,
         };
-        let whole = start == 0 && end == len;
-        let text = whole.then(|| snap.text(list));
-        let mut out = Vec::with_capacity(text.as_ref().map_or(256, |t| t.len() + 96));
-        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         // Writing a value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, &id);
-        out.extend_from_slice(b",\"result\":{\"");
-        out.extend_from_slice(list.field().as_bytes());
-        out.extend_from_slice(b"\":");
-        match text {
-            Some(text) => out.extend_from_slice(&text),
-            None => snap.write(list, start..end, &mut out),
-        }
+        let _ = serde_json::to_writer(&mut head, &id);
+        head.extend_from_slice(b",\"result\":{\"");
+        head.extend_from_slice(list.field().as_bytes());
+        head.extend_from_slice(b"\":[");
+        let mut tail = b"]".to_vec();
         if end < len {
-            out.extend_from_slice(b",\"nextCursor\":\"");
-            out.extend_from_slice(cursor_at(end).as_bytes());
-            out.push(b'"');
+            tail.extend_from_slice(b",\"nextCursor\":\"");
+            tail.extend_from_slice(cursor_at(end).as_bytes());
+            tail.push(b'"');
         }
-        out.extend_from_slice(b"}}");
-        Outgoing::Text(out.into())
+        tail.extend_from_slice(b"}}");
+        Outgoing::List(Arc::new(ListText {
+            head,
+            snap,
+            list,
+            range: start..end,
+            tail,
+        }))
     }
 
     pub(super) async fn set_level(&self, session: &Session, id: Value, msg: &Value) -> Value {
