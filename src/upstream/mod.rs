@@ -32,6 +32,7 @@ pub use connection::{CallError, Connection, Events, ServerInit};
 use process::Process;
 use transport::{Transport, TransportError};
 
+use crate::catalog::Listing;
 use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
 use crate::telemetry::Metrics;
 
@@ -355,14 +356,16 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
             r = connect(&backend, &ctx) => r,
         };
         match attempt {
-            Ok((conn, mut launched)) => {
+            Ok((conn, mut launched, listing)) => {
                 let up_since = Instant::now();
                 backend.status.send_modify(|s| {
                     let init = conn.init();
                     s.server_info = init.map(|i| i.server_info.clone());
                     s.protocol_version = init.map(|i| i.protocol_version.clone());
                 });
+                // Callable before its names are published, ready once they are.
                 backend.set_conn(Some(conn.clone()));
+                publish(&backend, &ctx, listing).await;
                 backend.set(State::Ready, None);
                 drop(turn);
                 tracing::info!(
@@ -416,7 +419,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
 async fn connect(
     backend: &Arc<Backend>,
     ctx: &Ctx,
-) -> Result<(Arc<Connection>, Option<Process>), String> {
+) -> Result<(Arc<Connection>, Option<Process>, Listing), String> {
     let name = &backend.name;
     let startup = ctx.settings.startup_timeout;
     let events = ctx.events.upgrade().ok_or("the gateway is shutting down")?;
@@ -475,8 +478,22 @@ async fn connect(
             return Err(format!("no answer to initialize within {secs} s"));
         }
     };
-    events.on_listing(name, backend.generation, Some(Arc::new(listing)));
-    Ok((conn, launched))
+    Ok((conn, launched, listing))
+}
+
+/// Hand a backend's listing to the catalog. Its rebuild takes long with many backends: off
+/// the runtime's workers, so that they keep serving (HTTP, the other backends) meanwhile.
+async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
+    let Some(events) = ctx.events.upgrade() else {
+        return;
+    };
+    let (name, generation) = (backend.name.clone(), backend.generation);
+    let listing = Some(Arc::new(listing));
+    let published =
+        tokio::task::spawn_blocking(move || events.on_listing(&name, generation, listing)).await;
+    if let Err(e) = published {
+        tracing::error!(backend = %backend.name, error = %e, "publishing the listing failed");
+    }
 }
 
 fn err(e: TransportError) -> String {
