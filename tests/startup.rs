@@ -1,4 +1,5 @@
-//! Start-up at scale: backends that start a process take turns (`startupConcurrency`).
+//! Start-up at scale: backends that start a process take turns (`startupConcurrency`), and the
+//! gateway serves HTTP and logs its progress while they do.
 //!
 //! The backends here are gated: each records that its process started, then waits until the
 //! test opens its gate (a FIFO) before it becomes the fixture server. So none is ready until
@@ -9,10 +10,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, settings, stdio_spec, workspace_bin};
+use common::{Running, WAIT, settings, stdio_spec, workspace_bin};
 use mcp_gateway::relay::Gateway;
 use mcp_gateway::spec::{BackendSpec, GatewaySettings};
 use mcp_gateway::upstream::State;
+use serde_json::{Value, json};
 
 /// Records `$1` in `started`, waits for a line on its gate, then runs the fixture as `$1`.
 const GATED: &str = r#"mkfifo "$GATES/$1" && echo "$1" >>"$GATES/started" && read -r _ <"$GATES/$1" && exec "$FIXTURE" --name "$1""#;
@@ -144,4 +146,78 @@ async fn a_backend_without_a_process_needs_no_turn() {
         State::Starting
     );
     gw.stop(Duration::from_secs(1)).await;
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect(url);
+    let status = resp.status().as_u16();
+    let body = serde_json::from_str(&resp.text().await.expect("body")).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_and_reports_progress_while_backends_start() {
+    const BACKENDS: usize = 5;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers: serde_json::Map<String, Value> = (0..BACKENDS)
+        .map(|i| {
+            let name = format!("b{i}");
+            let spec = json!({
+                "command": "sh",
+                "args": ["-c", GATED, "sh", &name],
+                "env": {
+                    "GATES": dir.path().display().to_string(),
+                    "FIXTURE": workspace_bin("mcp-fixture").display().to_string(),
+                },
+            });
+            (name, spec)
+        })
+        .collect();
+    let config = dir.path().join("gateway.json");
+    let text = json!({"gateway": {"startupConcurrency": 2}, "mcpServers": servers});
+    std::fs::write(&config, text.to_string()).expect("config");
+    let mut gw = Running::start(&["--config", config.to_str().expect("utf-8")], &[]);
+
+    // Serving while no backend is ready yet: the probes, the metrics and the admin API.
+    let (status, _) = get_json(&format!("{}/healthz", gw.base)).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + WAIT;
+    let backends = loop {
+        let (status, body) = get_json(&format!("{}/readyz", gw.base)).await;
+        if status == 200 {
+            break body["backends"].as_array().cloned().expect("backends");
+        }
+        assert_eq!(body["ready"], false, "{body}");
+        assert!(Instant::now() < deadline, "not ready: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(backends.len(), BACKENDS);
+    assert!(
+        backends.iter().all(|b| b["state"] == "starting"),
+        "{backends:?}"
+    );
+    let (status, listed) = get_json(&format!("{}/api/v1/backends", gw.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(BACKENDS));
+    let metrics = reqwest::get(format!("{}/metrics", gw.base))
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+
+    // Two processes at their gates, three waiting for a turn: all five are starting.
+    started(dir.path(), 2).await;
+    gw.wait_for(|l| l.contains("starting backends: 0/5 ready, 0 down, 5 starting"));
+
+    let mut opened = 0;
+    while opened < BACKENDS {
+        let now = started(dir.path(), opened + 1).await;
+        for name in &now[opened..] {
+            open_gate(dir.path(), name).await;
+        }
+        opened = now.len();
+    }
+    let done = gw.wait_for(|l| l.contains("backends started in"));
+    assert!(done.ends_with("5/5 ready, 0 down"), "{done}");
+    gw.wait_for(|l| l.contains("total") && l.contains("5 backends") && l.contains("5 ready"));
+    gw.terminate();
 }
