@@ -37,9 +37,9 @@ pub fn api() -> Router<Arc<Gateway>> {
         .route("/api/v1/tools", get(tools))
 }
 
-/// Ready once the config is loaded, the listener is up (this answer proves both) and, in
-/// Kubernetes mode, the first list of McpBackends is applied; each backend's state is
-/// reported, but a backend being down does not make the gateway unready.
+/// Ready once the listener is up (this answer proves it), the config file's backends are
+/// applied and, in Kubernetes mode, the first list of McpBackends is; each backend's state is
+/// reported, but a backend being down or still starting does not make the gateway unready.
 async fn readyz(
     State(gw): State<Arc<Gateway>>,
     Extension(guard): Extension<HostGuard>,
@@ -55,7 +55,7 @@ async fn readyz(
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
-                json!({"ready": false, "reason": "waiting for the first list of McpBackend resources"}),
+                json!({"ready": false, "reason": "the first set of backends is still being applied"}),
             ),
         );
     }

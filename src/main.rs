@@ -5,13 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::frontend::{self, HostGuard};
 use mcp_gateway::relay::Gateway;
+use mcp_gateway::spec::BackendSpec;
 use mcp_gateway::telemetry::logs::{self, LogFormat, LogOptions};
 use mcp_gateway::telemetry::table::{self, Row, Summary};
 use mcp_gateway::telemetry::trace::Tracing;
@@ -21,6 +22,10 @@ const DEFAULT_PORT: u16 = 8900;
 const DEFAULT_HOST: &str = "127.0.0.1";
 /// The config `serve` runs without `--config`: the built-in fixture server only.
 const EMBEDDED_DEFAULT: &str = include_str!("../examples/gateway.yaml");
+/// How often start-up progress is logged while backends are starting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// Longest the initial load of backends runs before it lets other tasks run.
+const LOAD_SLICE: Duration = Duration::from_millis(10);
 
 /// mimalloc rather than the system allocator: freed memory goes back to the system (glibc's
 /// per-thread arenas kept a burst's peak — 10,000 streams, a large listing — for good), and
@@ -326,6 +331,7 @@ async fn run(
     log_format: LogFormat,
     colour: bool,
 ) -> anyhow::Result<()> {
+    let began = Instant::now();
     let host = match (args.host, cfg.gateway.host.as_deref()) {
         (Some(h), _) => h,
         (None, Some(h)) => h
@@ -344,21 +350,34 @@ async fn run(
         Transport::Stdio => None,
     };
     let gw = Gateway::new(settings);
-    gw.reconcile(cfg.backends).await;
-    if args.kubernetes.enabled {
+    // Loading until the config file's backends are applied: `/readyz` says 503 and
+    // `Gateway::settled` waits, while the listener already serves.
+    gw.loading.send_modify(|n| *n += 1);
+    let kubernetes = if args.kubernetes.enabled {
         let opts = kube_options(&args.kubernetes)?;
         let client = kube::Client::try_default()
             .await
             .context("cannot reach the Kubernetes API (KUBECONFIG or the pod's service account)")?;
-        mcp_gateway::k8s::spawn(gw.clone(), client, opts);
-    }
+        Some((client, opts))
+    } else {
+        None
+    };
+    tokio::spawn(load_backends(
+        gw.clone(),
+        cfg.backends,
+        kubernetes,
+        args.config.clone(),
+    ));
     let listen = listener
         .as_ref()
         .map(|(_, local)| format!("http://{local}"));
-    tokio::spawn(log_summary(gw.clone(), listen, log_format, colour));
-    if let Some(path) = args.config.clone() {
-        tokio::spawn(mcp_gateway::reload::watch(gw.clone(), path));
-    }
+    tokio::spawn(report_startup(
+        gw.clone(),
+        began,
+        listen,
+        log_format,
+        colour,
+    ));
 
     match args.transport {
         Transport::Stdio => {
@@ -384,6 +403,35 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// Apply the config file's backends, and only then start what adds or changes backends later:
+/// the Kubernetes controller (so the file keeps a name both declare, as before) and the file's
+/// watcher. Yields every [`LOAD_SLICE`] so that the listener keeps answering, but not after
+/// each backend: every apply republishes the catalog, which costs more with every backend that
+/// has listed meanwhile.
+async fn load_backends(
+    gw: Arc<Gateway>,
+    specs: Vec<BackendSpec>,
+    kubernetes: Option<(kube::Client, mcp_gateway::k8s::Options)>,
+    config: Option<PathBuf>,
+) {
+    let mut slice = Instant::now();
+    for spec in specs {
+        gw.apply(spec);
+        if slice.elapsed() >= LOAD_SLICE {
+            tokio::task::yield_now().await;
+            slice = Instant::now();
+        }
+    }
+    // The controller counts itself as loading before the file stops: never 0 in between.
+    if let Some((client, opts)) = kubernetes {
+        mcp_gateway::k8s::spawn(gw.clone(), client, opts);
+    }
+    gw.loading.send_modify(|n| *n = n.saturating_sub(1));
+    if let Some(path) = config {
+        tokio::spawn(mcp_gateway::reload::watch(gw, path));
+    }
 }
 
 /// Add the non-empty values of a repeated or comma-separated flag to a list of the config's.
@@ -483,10 +531,64 @@ async fn shutdown_signal() {
     }
 }
 
-/// Once every backend has started or failed: the summary a person reads first. `listen` is
-/// the HTTP base URL (`None` when serving stdio).
-async fn log_summary(gw: Arc<Gateway>, listen: Option<String>, format: LogFormat, colour: bool) {
-    let _ = tokio::time::timeout(gw.settings.startup_timeout, gw.settled()).await;
+/// While backends start, a progress line every [`PROGRESS_EVERY`]; once every backend has
+/// started or failed, a line with the time it took since `began`. The summary table follows
+/// it, or comes after `startupTimeout` if backends are still starting then.
+async fn report_startup(
+    gw: Arc<Gateway>,
+    began: Instant,
+    listen: Option<String>,
+    format: LogFormat,
+    colour: bool,
+) {
+    let settled = gw.settled();
+    tokio::pin!(settled);
+    let table_due = tokio::time::sleep(gw.settings.startup_timeout);
+    tokio::pin!(table_due);
+    let mut table_logged = false;
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut settled => break,
+            _ = progress.tick() => {
+                let c = gw.upstreams.census();
+                if c.starting == 0 {
+                    continue;
+                }
+                let enabled = c.total() - c.disabled;
+                tracing::info!(
+                    "starting backends: {}/{enabled} ready, {} down, {} starting",
+                    c.ready,
+                    c.down,
+                    c.starting
+                );
+            }
+            _ = &mut table_due, if !table_logged => {
+                log_summary(&gw, listen.clone(), format, colour);
+                table_logged = true;
+            }
+        }
+    }
+    let c = gw.upstreams.census();
+    let enabled = c.total() - c.disabled;
+    if enabled > 0 {
+        tracing::info!(
+            "backends started in {:.1} s: {}/{enabled} ready, {} down",
+            began.elapsed().as_secs_f64(),
+            c.ready,
+            c.down
+        );
+    }
+    if !table_logged {
+        log_summary(&gw, listen, format, colour);
+    }
+}
+
+/// The summary a person reads first. `listen` is the HTTP base URL (`None` when serving
+/// stdio).
+fn log_summary(gw: &Gateway, listen: Option<String>, format: LogFormat, colour: bool) {
     let snap = gw.catalog.current();
     let backends = gw
         .upstreams

@@ -128,6 +128,10 @@ pub struct GatewaySettings {
     pub request_timeout: Duration,
     /// How long a backend may take to start and answer `initialize`.
     pub startup_timeout: Duration,
+    /// Backend processes being started (spawned, initialized and listed) at once; the others
+    /// wait their turn in state `starting`. Starting them all at once on a few cores makes
+    /// every one of them slow.
+    pub startup_concurrency: usize,
     /// Largest accepted HTTP request body, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long shutdown waits for sessions and backends before killing.
@@ -199,6 +203,7 @@ impl Default for GatewaySettings {
             separator: DEFAULT_SEPARATOR.to_owned(),
             request_timeout: Duration::from_secs(300),
             startup_timeout: Duration::from_secs(60),
+            startup_concurrency: default_startup_concurrency(),
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
             allowed_hosts: Vec::new(),
@@ -211,6 +216,13 @@ impl Default for GatewaySettings {
     }
 }
 
+/// `startupConcurrency` when the config does not say: four backends per core the gateway may
+/// run on, at least 8 (a backend's start is mostly waiting for its process, not computing).
+pub fn default_startup_concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (4 * cores).max(8)
+}
+
 // === impl TransportSpec ===
 
 impl TransportSpec {
@@ -221,6 +233,19 @@ impl TransportSpec {
             Self::Sse { .. } => "sse",
             Self::StreamableHttp(_) => "streamable-http",
         }
+    }
+
+    /// Whether starting the backend starts a process of the gateway's (stdio, or an SSE
+    /// server it launches).
+    pub fn launches(&self) -> bool {
+        matches!(
+            self,
+            Self::Stdio(_)
+                | Self::Sse {
+                    launch: Some(_),
+                    ..
+                }
+        )
     }
 }
 

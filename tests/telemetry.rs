@@ -7,14 +7,14 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{WAIT, workspace_bin};
+use common::{Running, WAIT, workspace_bin};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -26,102 +26,6 @@ use serde_json::{Value, json};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
-
-// --- a gateway process -------------------------------------------------------------------
-
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    base: String,
-}
-
-impl Running {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
-        cmd.arg("serve")
-            .args(["--port", "0", "--host", "127.0.0.1"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("MCP_GATEWAY_LOG")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start mcp-gateway");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().expect("lock");
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut me = Running {
-            child,
-            stderr,
-            base: String::new(),
-        };
-        let line = me.wait_for(|l| l.contains("listening on http://"));
-        let at = line.find("http://").expect("url");
-        let url: String = line[at..]
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
-        me.base = url;
-        me
-    }
-
-    /// The first stderr line matching `pred`, polled until [`WAIT`] runs out.
-    fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.stderr().lines().find(|l| pred(l)) {
-                return l.to_owned();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the gateway exited ({status}):\n{}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such line within {WAIT:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
-    }
-
-    /// SIGTERM, then wait (with a deadline) for a clean exit.
-    fn terminate(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exit {status}:\n{}", self.stderr());
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(dir: &Path, servers: Value) -> PathBuf {
     let path = dir.join("gateway.json");

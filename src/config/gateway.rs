@@ -11,6 +11,7 @@ pub(super) const KEYS: &[&str] = &[
     "separator",
     "requestTimeout",
     "startupTimeout",
+    "startupConcurrency",
     "shutdownGrace",
     "maxBodyBytes",
     "allowedHosts",
@@ -56,6 +57,9 @@ pub(super) fn settings(report: &mut Report, path: &str, value: &Value) -> Gatewa
             }
             "requestTimeout" => set_duration(report, path, value, &mut settings.request_timeout),
             "startupTimeout" => set_duration(report, path, value, &mut settings.startup_timeout),
+            "startupConcurrency" => {
+                set_count(report, path, value, &mut settings.startup_concurrency)
+            }
             "shutdownGrace" => set_duration(report, path, value, &mut settings.shutdown_grace),
             "maxBodyBytes" => match units::size(value) {
                 Ok(bytes) => settings.max_body_bytes = bytes,
@@ -173,6 +177,7 @@ mod tests {
             "separator": "-",
             "requestTimeout": "2m",
             "startupTimeout": 10,
+            "startupConcurrency": "3",
             "shutdownGrace": "1500ms",
             "maxBodyBytes": "1MiB",
             "allowedHosts": ["example.com", "*.internal"],
@@ -198,6 +203,7 @@ mod tests {
             separator: "-".into(),
             request_timeout: Duration::from_secs(120),
             startup_timeout: Duration::from_secs(10),
+            startup_concurrency: 3,
             max_body_bytes: 1 << 20,
             shutdown_grace: Duration::from_millis(1500),
             allowed_hosts: vec!["example.com".into(), "*.internal".into()],
@@ -288,6 +294,14 @@ mod tests {
             (
                 json!({"maxSessions": 0}),
                 "gateway.maxSessions: expected a whole number of at least 1",
+            ),
+            (
+                json!({"startupConcurrency": 0}),
+                "gateway.startupConcurrency: expected a whole number of at least 1",
+            ),
+            (
+                json!({"startupConcurrency": 2.5}),
+                "gateway.startupConcurrency: expected a whole number of at least 1",
             ),
             (
                 json!({"maxBatch": true}),

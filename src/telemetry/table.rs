@@ -1,5 +1,7 @@
 //! The start-up summary: where to connect and how every backend came up, in one table a person
-//! takes in at a glance. In JSON logs it is one structured event per backend instead.
+//! takes in at a glance. Beyond [`MAX_ROWS`] backends it lists those not ready and sums up the
+//! rest, so that it stays readable at any size. In JSON logs it is one structured event per
+//! backend instead.
 
 use std::fmt::Write as _;
 
@@ -7,6 +9,9 @@ use super::logs::LogFormat;
 
 /// Longest error text shown in the table (the full text is in `/api/v1/backends`).
 const ERROR_WIDTH: usize = 96;
+/// Most backends listed one per row. With more, only those not ready are listed (at most this
+/// many), and the others are summed up in one row per state.
+pub const MAX_ROWS: usize = 40;
 
 pub struct Summary {
     /// The HTTP base URL (`http://127.0.0.1:8900`); `None` when serving stdio.
@@ -90,8 +95,9 @@ pub fn render(s: &Summary, colour: bool) -> String {
         "RESOURCES",
     ];
     let ready = s.backends.iter().filter(|b| b.state == "ready").count();
-    let mut rows: Vec<[String; 6]> = s
-        .backends
+    let (listed, rest) = listed_rows(&s.backends);
+    let shown: Vec<&Row> = listed.into_iter().chain(&rest).collect();
+    let mut rows: Vec<[String; 6]> = shown
         .iter()
         .map(|b| {
             [
@@ -140,7 +146,7 @@ pub fn render(s: &Summary, colour: bool) -> String {
     };
     let head = header.map(str::to_owned);
     let _ = writeln!(out, "{}", paint(&line(&head, ""), "1", colour));
-    for (row, b) in rows.iter_mut().zip(&s.backends) {
+    for (row, b) in rows.iter_mut().zip(&shown) {
         let mut l = line(row, state_colour(b.state));
         if let Some(e) = b.error.as_deref().filter(|_| b.state != "ready") {
             l.push_str("  ");
@@ -152,6 +158,55 @@ pub fn render(s: &Summary, colour: bool) -> String {
     let _ = writeln!(out, "  {}", "─".repeat(width.saturating_sub(2)));
     let _ = writeln!(out, "{}", line(&total, ""));
     out
+}
+
+/// The backends listed one per row, and rows that each sum up the others of one state
+/// ("(990 more)"), the ready ones first. Up to [`MAX_ROWS`] backends, every one is listed.
+fn listed_rows(backends: &[Row]) -> (Vec<&Row>, Vec<Row>) {
+    if backends.len() <= MAX_ROWS {
+        return (backends.iter().collect(), Vec::new());
+    }
+    let mut listed = Vec::new();
+    // Each summing row with how many backends it stands for.
+    let mut sums: Vec<(Row, usize)> = Vec::new();
+    for b in backends {
+        if b.state != "ready" && listed.len() < MAX_ROWS {
+            listed.push(b);
+            continue;
+        }
+        match sums.iter_mut().find(|(sum, _)| sum.state == b.state) {
+            Some((sum, n)) => {
+                *n += 1;
+                if sum.transport != b.transport {
+                    sum.transport = "mixed";
+                }
+                sum.tools += b.tools;
+                sum.prompts += b.prompts;
+                sum.resources += b.resources;
+            }
+            None => sums.push((
+                Row {
+                    name: String::new(),
+                    transport: b.transport,
+                    state: b.state,
+                    tools: b.tools,
+                    prompts: b.prompts,
+                    resources: b.resources,
+                    error: None,
+                },
+                1,
+            )),
+        }
+    }
+    sums.sort_by_key(|(sum, _)| sum.state != "ready");
+    let rest = sums
+        .into_iter()
+        .map(|(mut sum, n)| {
+            sum.name = format!("({n} more)");
+            sum
+        })
+        .collect();
+    (listed, rest)
 }
 
 /// One line, at most [`ERROR_WIDTH`] characters.
@@ -296,6 +351,87 @@ mod tests {
             out
         };
         assert_eq!(strip(&coloured), plain);
+    }
+
+    fn many(n: usize, state: impl Fn(usize) -> &'static str) -> Summary {
+        let backends: Vec<Row> = (0..n)
+            .map(|i| Row {
+                name: format!("fx{i:04}"),
+                transport: "stdio",
+                state: state(i),
+                tools: 5,
+                prompts: 0,
+                resources: 1,
+                error: (state(i) == "down").then(|| "exited".to_owned()),
+            })
+            .collect();
+        let ready = backends.iter().filter(|b| b.state == "ready").count();
+        Summary {
+            listen: None,
+            backends,
+            tools: 5 * ready,
+            prompts: 0,
+            resources: ready,
+        }
+    }
+
+    /// The rows of the table: between the header and the rule.
+    fn rows(text: &str) -> Vec<String> {
+        text.lines()
+            .skip_while(|l| !l.trim_start().starts_with("BACKEND"))
+            .skip(1)
+            .take_while(|l| !l.trim_start().starts_with('─'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_backend_has_a_row_up_to_the_limit() {
+        let text = render(&many(MAX_ROWS, |_| "ready"), false);
+        assert_eq!(rows(&text).len(), MAX_ROWS);
+        assert!(!text.contains("more)"), "{text}");
+    }
+
+    #[test]
+    fn beyond_the_limit_the_ready_ones_are_summed_up() {
+        let down = [12, 500, 731];
+        let s = many(1000, |i| if down.contains(&i) { "down" } else { "ready" });
+        let text = render(&s, false);
+        let rows = rows(&text);
+        assert_eq!(rows.len(), 4, "{text}");
+        for (row, i) in rows.iter().zip(down) {
+            assert!(row.starts_with(&format!("  fx{i:04}")), "{row}");
+            assert!(row.contains(" down ") && row.ends_with("exited"), "{row}");
+        }
+        assert_eq!(
+            rows[3],
+            "  (997 more)  stdio          ready       4985        0        997"
+        );
+        let total = text.lines().last().unwrap_or_default();
+        assert_eq!(
+            total,
+            "  total       1000 backends  997 ready   4985        0        997"
+        );
+    }
+
+    #[test]
+    fn beyond_the_limit_not_ready_ones_are_listed_up_to_it() {
+        let s = many(300, |i| match i % 3 {
+            0 => "ready",
+            1 => "down",
+            _ => "starting",
+        });
+        let rows = rows(&render(&s, false));
+        assert_eq!(rows.len(), MAX_ROWS + 3, "{rows:#?}");
+        assert!(rows[..MAX_ROWS].iter().all(|r| !r.contains(" ready ")));
+        let sums: Vec<&str> = rows[MAX_ROWS..]
+            .iter()
+            .map(|r| r.split_whitespace().take(4).last().unwrap_or_default())
+            .collect();
+        assert_eq!(sums, ["ready", "down", "starting"]);
+        assert!(rows[MAX_ROWS].starts_with("  (100 more)"), "{rows:#?}");
+        assert!(rows[MAX_ROWS + 1].starts_with("  (80 more) "), "{rows:#?}");
+        assert!(rows[MAX_ROWS + 2].starts_with("  (80 more) "), "{rows:#?}");
     }
 
     #[test]

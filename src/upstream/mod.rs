@@ -4,7 +4,9 @@
 //! HTTP session), initializes once, lists everything, publishes the listing, and then waits:
 //! when the session dies it reports the backend down with its last error and reconnects with
 //! backoff. A backend that fails never touches the others. Stopping a backend (removal,
-//! replacement, shutdown) closes its session and kills its process group.
+//! replacement, shutdown) closes its session and kills its process group. Backends that start
+//! a process take turns: at most `startupConcurrency` of them are starting at once, so that a
+//! thousand of them do not all compete for a few cores (see [`Ctx::turn`]).
 
 pub mod connection;
 pub mod env;
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,7 @@ pub use connection::{CallError, Connection, Events, ServerInit};
 use process::Process;
 use transport::{Transport, TransportError};
 
+use crate::catalog::Listing;
 use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
 use crate::telemetry::Metrics;
 
@@ -91,12 +94,24 @@ pub struct Backend {
     pub slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// How many backends are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub starting: usize,
+    pub ready: usize,
+    pub down: usize,
+    pub disabled: usize,
+    pub stopped: usize,
+}
+
 #[derive(Clone)]
 struct Ctx {
     http: reqwest::Client,
     settings: Arc<GatewaySettings>,
     events: Weak<dyn Events>,
     metrics: Arc<Metrics>,
+    /// Turns to start a process (`startupConcurrency`), shared by every backend.
+    turns: Arc<Semaphore>,
 }
 
 /// Every backend by name.
@@ -121,6 +136,7 @@ impl Upstreams {
             backends: Mutex::new(BTreeMap::new()),
             ctx: Ctx {
                 http,
+                turns: Arc::new(Semaphore::new(settings.startup_concurrency.max(1))),
                 settings,
                 events,
                 metrics,
@@ -169,6 +185,22 @@ impl Upstreams {
 
     pub fn all(&self) -> Vec<Arc<Backend>> {
         self.lock().values().cloned().collect()
+    }
+
+    /// How many backends are in each state now.
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for b in self.lock().values() {
+            let count = match b.status.borrow().state {
+                State::Starting => &mut census.starting,
+                State::Ready => &mut census.ready,
+                State::Down => &mut census.down,
+                State::Disabled => &mut census.disabled,
+                State::Stopped => &mut census.stopped,
+            };
+            *count += 1;
+        }
+        census
     }
 
     /// Stop every backend, in parallel; each process gets `grace` to exit after SIGTERM.
@@ -285,25 +317,63 @@ impl Backend {
     }
 }
 
-/// The supervisor: connect, serve until the session dies, report, back off, repeat.
+// === impl Census ===
+
+impl Census {
+    pub fn total(&self) -> usize {
+        self.starting + self.ready + self.down + self.disabled + self.stopped
+    }
+}
+
+// === impl Ctx ===
+
+impl Ctx {
+    /// Wait for a turn to start `backend` if it starts a process; the backend stays
+    /// `starting` meanwhile. A remote server costs the gateway little to connect to, and one
+    /// that does not answer must not hold up the others: it starts without a turn.
+    async fn turn(&self, backend: &Backend) -> Option<OwnedSemaphorePermit> {
+        if !backend.spec().transport.launches() {
+            return None;
+        }
+        // The semaphore is never closed.
+        self.turns.clone().acquire_owned().await.ok()
+    }
+}
+
+/// The supervisor: connect, serve until the session dies, report, back off, repeat. A turn
+/// (`Ctx::turn`) is held from before the process starts until the attempt is reported ready
+/// or down, never while serving.
 async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
     let mut backoff = BACKOFF_MIN;
     loop {
+        let turn = tokio::select! {
+            _ = backend.stop.cancelled() => break,
+            t = ctx.turn(&backend) => t,
+        };
+        let began = Instant::now();
         let attempt = tokio::select! {
             _ = backend.stop.cancelled() => break,
             r = connect(&backend, &ctx) => r,
         };
         match attempt {
-            Ok((conn, mut launched)) => {
+            Ok((conn, mut launched, listing)) => {
                 let up_since = Instant::now();
                 backend.status.send_modify(|s| {
                     let init = conn.init();
                     s.server_info = init.map(|i| i.server_info.clone());
                     s.protocol_version = init.map(|i| i.protocol_version.clone());
                 });
+                // Callable before its names are published, ready once they are.
                 backend.set_conn(Some(conn.clone()));
+                publish(&backend, &ctx, listing).await;
                 backend.set(State::Ready, None);
-                tracing::info!(backend = %backend.name, transport = backend.spec().transport_kind(), "backend ready");
+                drop(turn);
+                tracing::info!(
+                    backend = %backend.name,
+                    transport = backend.spec().transport_kind(),
+                    startup_ms = began.elapsed().as_millis() as u64,
+                    "backend ready"
+                );
                 let stopped = tokio::select! {
                     _ = backend.stop.cancelled() => true,
                     _ = conn.closed() => false,
@@ -332,6 +402,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 tracing::warn!(backend = %backend.name, error = %e, "backend failed to start");
                 ctx.metrics.backend_restart(&backend.name);
                 backend.set(State::Down, Some(e));
+                drop(turn);
             }
         }
         tokio::select! {
@@ -348,7 +419,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
 async fn connect(
     backend: &Arc<Backend>,
     ctx: &Ctx,
-) -> Result<(Arc<Connection>, Option<Process>), String> {
+) -> Result<(Arc<Connection>, Option<Process>, Listing), String> {
     let name = &backend.name;
     let startup = ctx.settings.startup_timeout;
     let events = ctx.events.upgrade().ok_or("the gateway is shutting down")?;
@@ -407,8 +478,22 @@ async fn connect(
             return Err(format!("no answer to initialize within {secs} s"));
         }
     };
-    events.on_listing(name, backend.generation, Some(Arc::new(listing)));
-    Ok((conn, launched))
+    Ok((conn, launched, listing))
+}
+
+/// Hand a backend's listing to the catalog. Its rebuild takes long with many backends: off
+/// the runtime's workers, so that they keep serving (HTTP, the other backends) meanwhile.
+async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
+    let Some(events) = ctx.events.upgrade() else {
+        return;
+    };
+    let (name, generation) = (backend.name.clone(), backend.generation);
+    let listing = Some(Arc::new(listing));
+    let published =
+        tokio::task::spawn_blocking(move || events.on_listing(&name, generation, listing)).await;
+    if let Err(e) = published {
+        tracing::error!(backend = %backend.name, error = %e, "publishing the listing failed");
+    }
 }
 
 fn err(e: TransportError) -> String {

@@ -83,6 +83,107 @@ pub async fn listen(gw: &Arc<Gateway>) -> String {
     format!("http://{addr}")
 }
 
+/// A real `mcp-gateway serve` process on a free loopback port, its stderr collected.
+pub struct Running {
+    child: std::process::Child,
+    stderr: Arc<std::sync::Mutex<String>>,
+    /// The HTTP base URL it logged.
+    pub base: String,
+}
+
+impl Running {
+    /// Start the gateway with extra `args` and `env`; returns once it logs its URL.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
+        cmd.arg("serve")
+            .args(["--port", "0", "--host", "127.0.0.1"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("MCP_GATEWAY_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start mcp-gateway");
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut me = Running {
+            child,
+            stderr,
+            base: String::new(),
+        };
+        let line = me.wait_for(|l| l.contains("listening on http://"));
+        let at = line.find("http://").expect("url");
+        let url: String = line[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        me.base = url;
+        me
+    }
+
+    /// The first stderr line matching `pred`, polled until [`WAIT`] runs out.
+    pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.stderr().lines().find(|l| pred(l)) {
+                return l.to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the gateway exited ({status}):\n{}", self.stderr());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such line within {WAIT:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// SIGTERM, then wait (with a deadline) for a clean exit.
+    pub fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "exit {status}:\n{}", self.stderr());
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A raw JSON-RPC client on the gateway's stdio frontend.
 pub struct Client {
     out: WriteHalf<DuplexStream>,
