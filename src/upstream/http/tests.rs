@@ -229,3 +229,59 @@ fn which_errors_mean_the_session_is_gone() {
         &err(500, "session store down")
     ));
 }
+
+/// Answers `times` POSTs to `/mcp` with `redirect` to `/mcp/`; the message must come
+/// again there.
+async fn redirected(
+    s: &mut FakeServer,
+    t: &HttpTransport,
+    id: i64,
+    redirect: StatusCode,
+    times: usize,
+) {
+    let ping = jsonrpc::request(json!(id), "ping", None);
+    let answer = async {
+        for _ in 0..times {
+            let first = s.next().await;
+            assert_eq!(
+                (first.method.as_str(), first.uri.as_str()),
+                ("POST", "/mcp")
+            );
+            first.reply((redirect, [("location", "/mcp/")]));
+        }
+        let again = s.next().await;
+        assert_eq!(
+            (again.method.as_str(), again.uri.as_str()),
+            ("POST", "/mcp/")
+        );
+        assert_eq!(again.json(), ping, "the same message, sent again");
+        assert_eq!(again.header("x-api-key"), Some("k3y"));
+        again.reply(axum::Json(jsonrpc::result(json!(id), json!({}))));
+    };
+    let both = async { tokio::join!(t.send(ping.clone()), answer) };
+    let (sent, ()) = tokio::time::timeout(WAIT, both).await.unwrap();
+    sent.unwrap();
+}
+
+#[tokio::test]
+async fn a_redirected_post_is_followed_and_later_posts_go_through_reqwest() {
+    let (mut s, t, mut rx) = start().await;
+    assert!(
+        t.inner.direct.is_some(),
+        "plain http, no proxy: the direct client"
+    );
+    // The direct client's POST, then reqwest's, which follows the redirect.
+    redirected(&mut s, &t, 1, StatusCode::TEMPORARY_REDIRECT, 2).await;
+    assert_eq!(recv_msg(&mut rx).await.1, Some(json!(1)));
+    assert!(t.inner.redirects.load(Ordering::Relaxed));
+    redirected(&mut s, &t, 2, StatusCode::PERMANENT_REDIRECT, 1).await;
+    assert_eq!(recv_msg(&mut rx).await.1, Some(json!(2)));
+}
+
+#[test]
+fn only_plain_http_goes_direct() {
+    for url in ["https://example.com/mcp", "http://user:pw@example.com/mcp"] {
+        let url = Url::parse(url).unwrap();
+        assert!(Direct::for_url(&url, WAIT).is_none(), "{url}");
+    }
+}
