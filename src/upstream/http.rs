@@ -429,12 +429,17 @@ impl Inner {
             return;
         };
         tracing::debug!(backend = %self.backend, %reason, "response stream dropped; resuming");
+        // Boxed: every POST spawns this task, and resuming is rare.
+        Box::pin(self.resume_post_stream(last_id, related.as_ref())).await;
+    }
+
+    async fn resume_post_stream(&self, last_id: &str, related: Option<&Value>) {
         match self.open_get(Some(last_id)).await {
             Ok(response)
                 if response.status().is_success() && is_event_stream(response.headers()) =>
             {
                 let mut stream = EventStream::new(response);
-                if let Pumped::Ended(reason) = self.pump(&mut stream, related.as_ref()).await {
+                if let Pumped::Ended(reason) = self.pump(&mut stream, related).await {
                     tracing::warn!(backend = %self.backend, %reason, "resumed response stream ended early");
                 }
             }
