@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::{self, connect::HttpConnector};
@@ -84,6 +84,8 @@ struct Inner {
 struct Direct {
     client: legacy::Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
+    /// What hyper would otherwise format for every request.
+    host: HeaderValue,
 }
 
 #[derive(Default)]
@@ -227,7 +229,11 @@ impl Direct {
             return None;
         }
         let uri: Uri = url.as_str().parse().ok()?;
-        // What reqwest consults by default (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, ...).
+        let host = match uri.port_u16() {
+            None | Some(80) => HeaderValue::from_str(uri.host()?),
+            Some(port) => HeaderValue::from_str(&format!("{}:{port}", uri.host()?)),
+        };
+        let host = host.ok()?;
         let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
         if proxies.intercept(&uri).is_some() {
             return None;
@@ -243,7 +249,7 @@ impl Direct {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(tcp);
-        Some(Self { client, uri })
+        Some(Self { client, uri, host })
     }
 }
 
@@ -304,6 +310,8 @@ impl Inner {
                 *request.method_mut() = Method::POST;
                 *request.uri_mut() = direct.uri.clone();
                 *request.headers_mut() = headers;
+                let headers = request.headers_mut();
+                headers.entry(HOST).or_insert_with(|| direct.host.clone());
                 let response = direct.client.request(request).await;
                 let response = response.map_err(|e| connect_error(direct_error_detail(&e)))?;
                 if !is_redirect(response.status()) {

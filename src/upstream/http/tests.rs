@@ -31,8 +31,10 @@ async fn handshake(
 ) -> Seen {
     let params = json!({"protocolVersion": "2025-06-18"});
     let init = jsonrpc::request(json!(1), "initialize", Some(params));
+    let host = s.base.trim_start_matches("http://").to_owned();
     let (sent, ()) = exchange(s, t.send(init), |req| {
         assert_eq!((req.method.as_str(), req.uri.as_str()), ("POST", "/mcp"));
+        assert_eq!(req.header("host"), Some(host.as_str()));
         assert_eq!(req.header("accept"), Some(ACCEPT_POST));
         assert_eq!(req.header("content-type"), Some("application/json"));
         assert_eq!(req.header("x-api-key"), Some("k3y"));
@@ -279,9 +281,15 @@ async fn a_redirected_post_is_followed_and_later_posts_go_through_reqwest() {
 }
 
 #[test]
-fn only_plain_http_goes_direct() {
+fn only_plain_http_goes_direct_with_the_host_hyper_would_send() {
+    let direct = |url: &str| Direct::for_url(&Url::parse(url).unwrap(), WAIT);
     for url in ["https://example.com/mcp", "http://user:pw@example.com/mcp"] {
-        let url = Url::parse(url).unwrap();
-        assert!(Direct::for_url(&url, WAIT).is_none(), "{url}");
+        assert!(direct(url).is_none(), "{url}");
     }
+    let host = |url: &str| direct(url).map(|d| d.host.to_str().unwrap().to_owned());
+    assert_eq!(
+        host("http://127.0.0.1:80/mcp").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(host("http://[::1]:8080/mcp").as_deref(), Some("[::1]:8080"));
 }
