@@ -5,19 +5,30 @@
 //! transport watches the `initialize` exchange itself to learn the session id and protocol
 //! version that later requests must carry, keeps the optional standalone GET stream open for
 //! server-initiated messages, and ends the session with DELETE on close.
+//!
+//! POSTs to a plain-http URL that no proxy applies to (the usual backend: a sidecar, a
+//! service in the same cluster) go through a bare hyper client: reqwest's layers (redirect
+//! policy, retries, proxy matching, the URL re-parsed per request) cost more than the rest of
+//! a call together. Everything else (https, proxies, a backend that redirects, the GET
+//! stream, DELETE) stays with reqwest.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::{self, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::{Client, Response, Url};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::sse_stream::{
-    EventStream, error_detail, header_map, is_event_stream, parse_messages, parse_url, status_error,
+    Answer, EventStream, body_error_detail, direct_error_detail, error_detail, header_map,
+    is_event_stream, parse_messages, parse_url, status_error,
 };
 use super::transport::{Inbound, InboundTx, TransportError};
 use crate::jsonrpc;
@@ -37,6 +48,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a POST stream delivered its response, how long to wait for the server to end it.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// The direct client's pool and TCP settings: reqwest's defaults.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
 
 pub struct HttpTransport {
     inner: Arc<Inner>,
@@ -49,6 +64,13 @@ struct Inner {
     client: Client,
     /// The configured custom headers; values are marked sensitive.
     headers: HeaderMap,
+    /// The same plus the content type and accept of every POST.
+    post_headers: HeaderMap,
+    /// For POSTs, when the URL allows it.
+    direct: Option<Direct>,
+    /// The backend answered a POST with a redirect: reqwest, which follows them, sends the
+    /// POSTs from then on.
+    redirects: AtomicBool,
     inbound: InboundTx,
     state: Mutex<Session>,
     /// Set once `Closed` was sent or `close` was called: nothing more is delivered.
@@ -56,6 +78,14 @@ struct Inner {
     get_started: AtomicBool,
     cancel: CancellationToken,
     delete_timeout: Duration,
+}
+
+/// hyper's pooled client, as reqwest configures it, without reqwest around it.
+struct Direct {
+    client: legacy::Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    /// What hyper would otherwise format for every request.
+    host: HeaderValue,
 }
 
 #[derive(Default)]
@@ -77,11 +107,19 @@ impl HttpTransport {
         inbound: InboundTx,
         connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
+        let url = parse_url(&spec.url)?;
+        let headers = header_map(spec)?;
+        let mut post_headers = headers.clone();
+        post_headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+        post_headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_POST));
         let inner = Inner {
             backend: backend.to_owned(),
-            url: parse_url(&spec.url)?,
+            direct: Direct::for_url(&url, connect_timeout),
+            url,
             client,
-            headers: header_map(spec)?,
+            headers,
+            post_headers,
+            redirects: AtomicBool::new(false),
             inbound,
             state: Mutex::new(Session::default()),
             closed: AtomicBool::new(false),
@@ -107,7 +145,7 @@ impl HttpTransport {
         let body = serde_json::to_vec(&msg)
             .map_err(|e| TransportError::Protocol(format!("cannot encode message: {e}")))?;
 
-        let (request, had_session) = {
+        let (headers, had_session) = {
             let mut session = inner.session();
             if is_init {
                 // A new handshake starts a new session.
@@ -116,18 +154,9 @@ impl HttpTransport {
                     ..Session::default()
                 };
             }
-            let mut headers = inner.headers.clone();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
-            headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_POST));
-            session.add_headers(&mut headers);
-            crate::telemetry::context::add_headers(&msg, &mut headers);
-            let request = inner.client.post(inner.url.clone()).headers(headers);
-            (request.body(body), session.id.is_some())
+            (inner.headers_for(&session, &msg), session.id.is_some())
         };
-        let response = request.send().await.map_err(|e| TransportError::Connect {
-            url: inner.url.to_string(),
-            detail: error_detail(&e),
-        })?;
+        let response = inner.post(headers, Bytes::from(body), &msg).await?;
 
         let status = response.status();
         if !status.is_success() {
@@ -149,7 +178,7 @@ impl HttpTransport {
             inner.spawn(async move {
                 let _ = response.bytes().await;
             });
-        } else if is_event_stream(&response) {
+        } else if is_event_stream(response.headers()) {
             inner.spawn(Arc::clone(inner).read_post_stream(response, related));
         } else {
             inner.spawn(Arc::clone(inner).read_json(response, related));
@@ -189,6 +218,41 @@ impl Drop for HttpTransport {
     }
 }
 
+// === impl Direct ===
+
+impl Direct {
+    /// A client for POSTs to `url` when reqwest would send them straight to it over plain
+    /// TCP, as they are: an http URL without credentials (reqwest turns those into an
+    /// `Authorization` header) that no proxy from the environment applies to.
+    fn for_url(url: &Url, connect_timeout: Duration) -> Option<Self> {
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let uri: Uri = url.as_str().parse().ok()?;
+        let host = match uri.port_u16() {
+            None | Some(80) => HeaderValue::from_str(uri.host()?),
+            Some(port) => HeaderValue::from_str(&format!("{}:{port}", uri.host()?)),
+        };
+        let host = host.ok()?;
+        let proxies = hyper_util::client::proxy::matcher::Matcher::from_system();
+        if proxies.intercept(&uri).is_some() {
+            return None;
+        }
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_interval(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+        let client = legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(tcp);
+        Some(Self { client, uri, host })
+    }
+}
+
 // === impl Session ===
 
 impl Session {
@@ -219,6 +283,56 @@ fn session_gone(status: StatusCode, error: &TransportError) -> bool {
 impl Inner {
     fn session(&self) -> MutexGuard<'_, Session> {
         crate::sync::lock(&self.state)
+    }
+
+    /// The headers of a POST carrying `msg`.
+    fn headers_for(&self, session: &Session, msg: &Value) -> HeaderMap {
+        let mut headers = self.post_headers.clone();
+        session.add_headers(&mut headers);
+        crate::telemetry::context::add_headers(msg, &mut headers);
+        headers
+    }
+
+    /// POST `body`; the answer once its headers are in.
+    async fn post(
+        &self,
+        headers: HeaderMap,
+        body: Bytes,
+        msg: &Value,
+    ) -> Result<Answer, TransportError> {
+        let connect_error = |detail| TransportError::Connect {
+            url: self.url.to_string(),
+            detail,
+        };
+        let headers = match &self.direct {
+            Some(direct) if !self.redirects.load(Ordering::Relaxed) => {
+                let mut request = http::Request::new(Full::new(body.clone()));
+                *request.method_mut() = Method::POST;
+                *request.uri_mut() = direct.uri.clone();
+                *request.headers_mut() = headers;
+                let headers = request.headers_mut();
+                headers.entry(HOST).or_insert_with(|| direct.host.clone());
+                let response = direct.client.request(request).await;
+                let response = response.map_err(|e| connect_error(direct_error_detail(&e)))?;
+                if !is_redirect(response.status()) {
+                    return Ok(response.into());
+                }
+                let status = response.status().as_u16();
+                tracing::debug!(backend = %self.backend, status, "POST redirected; reqwest follows");
+                self.redirects.store(true, Ordering::Relaxed);
+                self.headers_for(&self.session(), msg)
+            }
+            _ => headers,
+        };
+        let request = self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(body);
+        let response = request.send().await;
+        Ok(response
+            .map_err(|e| connect_error(error_detail(&e)))?
+            .into())
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -267,14 +381,14 @@ impl Inner {
         true
     }
 
-    async fn read_json(self: Arc<Self>, response: Response, related: Option<Value>) {
+    async fn read_json(self: Arc<Self>, response: Answer, related: Option<Value>) {
         match response.bytes().await {
             Ok(body) => {
                 let msgs = parse_messages(&self.backend, &String::from_utf8_lossy(&body));
                 self.forward(msgs, related.as_ref()).await;
             }
             Err(e) => {
-                let error = error_detail(&e);
+                let error = body_error_detail(&e);
                 tracing::warn!(backend = %self.backend, %error, "reading a response body failed");
             }
         }
@@ -312,7 +426,7 @@ impl Inner {
 
     /// A POST's response stream, resumed once with `Last-Event-ID` if it drops before the
     /// response arrived.
-    async fn read_post_stream(self: Arc<Self>, response: Response, related: Option<Value>) {
+    async fn read_post_stream(self: Arc<Self>, response: Answer, related: Option<Value>) {
         let mut stream = EventStream::new(response);
         let reason = match self.pump(&mut stream, related.as_ref()).await {
             Pumped::Ended(reason) if related.is_some() => reason,
@@ -323,10 +437,17 @@ impl Inner {
             return;
         };
         tracing::debug!(backend = %self.backend, %reason, "response stream dropped; resuming");
+        // Boxed: every POST spawns this task, and resuming is rare.
+        Box::pin(self.resume_post_stream(last_id, related.as_ref())).await;
+    }
+
+    async fn resume_post_stream(&self, last_id: &str, related: Option<&Value>) {
         match self.open_get(Some(last_id)).await {
-            Ok(response) if response.status().is_success() && is_event_stream(&response) => {
+            Ok(response)
+                if response.status().is_success() && is_event_stream(response.headers()) =>
+            {
                 let mut stream = EventStream::new(response);
-                if let Pumped::Ended(reason) = self.pump(&mut stream, related.as_ref()).await {
+                if let Pumped::Ended(reason) = self.pump(&mut stream, related).await {
                     tracing::warn!(backend = %self.backend, %reason, "resumed response stream ended early");
                 }
             }
@@ -354,7 +475,7 @@ impl Inner {
         let mut last_id: Option<String> = None;
         while !self.closed.load(Ordering::Acquire) {
             let status = match self.open_get(last_id.as_deref()).await {
-                Ok(r) if r.status().is_success() && is_event_stream(&r) => {
+                Ok(r) if r.status().is_success() && is_event_stream(r.headers()) => {
                     let opened = Instant::now();
                     let mut stream = EventStream::new(r);
                     let Pumped::Ended(reason) = self.pump(&mut stream, None).await else {
@@ -419,6 +540,18 @@ fn is_retryable(status: StatusCode) -> bool {
             status,
             StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
         )
+}
+
+/// The redirects reqwest follows.
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::PERMANENT_REDIRECT
+    )
 }
 
 fn is_response_to(msg: &Value, id: &Value) -> bool {

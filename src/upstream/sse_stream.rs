@@ -7,15 +7,19 @@
 //! without a value, a leading BOM, and no dispatch for events without data or for a final
 //! event that is not terminated by a blank line.
 //!
-//! It also holds the HTTP plumbing both transports share: header maps that keep configured
-//! values out of logs, error details, status errors with a body excerpt, and the rule that
-//! a body is one JSON-RPC message or a batch of them.
+//! It also holds the HTTP plumbing both transports share: responses from either client,
+//! header maps that keep configured values out of logs, error details, status errors with a
+//! body excerpt, and the rule that a body is one JSON-RPC message or a batch of them.
 
 use std::collections::VecDeque;
+use std::error::Error as _;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Response, Url};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use reqwest::Url;
 use serde_json::Value;
 
 use super::transport::TransportError;
@@ -65,15 +69,25 @@ pub struct SseParser {
 #[derive(Debug, thiserror::Error)]
 pub enum SseStreamError {
     #[error("reading the event stream failed: {0}")]
-    Body(#[source] reqwest::Error),
+    Body(#[source] BodyError),
     #[error("an event exceeded {MAX_EVENT_BYTES} bytes")]
     TooLarge,
 }
 
+/// An HTTP response from either client: reqwest, or the bare hyper client that the
+/// streamable-HTTP transport uses for its POSTs where it can (see `upstream::http`).
+#[derive(Debug)]
+pub enum Answer {
+    Reqwest(reqwest::Response),
+    Direct(http::Response<Incoming>),
+}
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// An HTTP response body read as server-sent events.
 #[derive(Debug)]
 pub struct EventStream {
-    response: reqwest::Response,
+    response: Answer,
     parser: SseParser,
     ready: VecDeque<SseEvent>,
 }
@@ -211,12 +225,67 @@ impl SseParser {
     }
 }
 
+// === impl Answer ===
+
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Reqwest(r) => r.status(),
+            Self::Direct(r) => r.status(),
+        }
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        match self {
+            Self::Reqwest(r) => r.headers(),
+            Self::Direct(r) => r.headers(),
+        }
+    }
+
+    /// The next piece of the body; `None` once it has ended.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match self {
+            Self::Reqwest(r) => Ok(r.chunk().await?),
+            Self::Direct(r) => loop {
+                match r.body_mut().frame().await.transpose()? {
+                    // Trailers carry nothing for us.
+                    Some(frame) => match frame.into_data() {
+                        Ok(data) => return Ok(Some(data)),
+                        Err(_) => continue,
+                    },
+                    None => return Ok(None),
+                }
+            },
+        }
+    }
+
+    /// The whole body.
+    pub async fn bytes(self) -> Result<Bytes, BodyError> {
+        match self {
+            Self::Reqwest(r) => Ok(r.bytes().await?),
+            Self::Direct(r) => Ok(r.into_body().collect().await?.to_bytes()),
+        }
+    }
+}
+
+impl From<reqwest::Response> for Answer {
+    fn from(response: reqwest::Response) -> Self {
+        Self::Reqwest(response)
+    }
+}
+
+impl From<http::Response<Incoming>> for Answer {
+    fn from(response: http::Response<Incoming>) -> Self {
+        Self::Direct(response)
+    }
+}
+
 // === impl EventStream ===
 
 impl EventStream {
-    pub fn new(response: reqwest::Response) -> Self {
+    pub fn new(response: impl Into<Answer>) -> Self {
         Self {
-            response,
+            response: response.into(),
             parser: SseParser::new(),
             ready: VecDeque::new(),
         }
@@ -250,8 +319,8 @@ impl EventStream {
 // === HTTP helpers shared by both transports ===
 
 /// Whether a response's media type is `text/event-stream`.
-pub(crate) fn is_event_stream(response: &Response) -> bool {
-    let value = response.headers().get(http::header::CONTENT_TYPE);
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    let value = headers.get(http::header::CONTENT_TYPE);
     let value = value.and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("text/event-stream")
@@ -288,15 +357,43 @@ pub(crate) fn header_map(spec: &HttpSpec) -> Result<HeaderMap, TransportError> {
 
 /// A reqwest error with its causes, without the URL (the caller reports that).
 pub(crate) fn error_detail(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut detail = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = e.source();
+    with_causes(kind(e.is_timeout(), e.is_connect()), e.source())
+}
+
+/// The same for the direct client: its error is what reqwest's would have as its source.
+pub(crate) fn direct_error_detail(e: &hyper_util::client::legacy::Error) -> String {
+    let mut timed_out = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        timed_out |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout);
+        source = cause.source();
+    }
+    with_causes(kind(timed_out, e.is_connect()), Some(e))
+}
+
+/// A body that could not be read, with its causes.
+pub(crate) fn body_error_detail(e: &BodyError) -> String {
+    match e.downcast_ref::<reqwest::Error>() {
+        Some(e) => error_detail(e),
+        None => with_causes("request failed", Some(&**e)),
+    }
+}
+
+fn kind(timed_out: bool, connect: bool) -> &'static str {
+    match (timed_out, connect) {
+        (true, _) => "timed out",
+        (false, true) => "connection failed",
+        (false, false) => "request failed",
+    }
+}
+
+fn with_causes(kind: &str, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut detail = kind.to_owned();
     while let Some(cause) = source {
         detail.push_str(": ");
         detail.push_str(&cause.to_string());
@@ -306,7 +403,8 @@ pub(crate) fn error_detail(e: &reqwest::Error) -> String {
 }
 
 /// A non-2xx answer, with a short excerpt of its body.
-pub(crate) async fn status_error(url: &str, mut response: Response) -> TransportError {
+pub(crate) async fn status_error(url: &str, response: impl Into<Answer>) -> TransportError {
+    let mut response = response.into();
     let status = response.status().as_u16();
     let mut raw = Vec::new();
     let read = async {

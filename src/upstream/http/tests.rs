@@ -31,8 +31,10 @@ async fn handshake(
 ) -> Seen {
     let params = json!({"protocolVersion": "2025-06-18"});
     let init = jsonrpc::request(json!(1), "initialize", Some(params));
+    let host = s.base.trim_start_matches("http://").to_owned();
     let (sent, ()) = exchange(s, t.send(init), |req| {
         assert_eq!((req.method.as_str(), req.uri.as_str()), ("POST", "/mcp"));
+        assert_eq!(req.header("host"), Some(host.as_str()));
         assert_eq!(req.header("accept"), Some(ACCEPT_POST));
         assert_eq!(req.header("content-type"), Some("application/json"));
         assert_eq!(req.header("x-api-key"), Some("k3y"));
@@ -228,4 +230,66 @@ fn which_errors_mean_the_session_is_gone() {
         StatusCode::INTERNAL_SERVER_ERROR,
         &err(500, "session store down")
     ));
+}
+
+/// Answers `times` POSTs to `/mcp` with `redirect` to `/mcp/`; the message must come
+/// again there.
+async fn redirected(
+    s: &mut FakeServer,
+    t: &HttpTransport,
+    id: i64,
+    redirect: StatusCode,
+    times: usize,
+) {
+    let ping = jsonrpc::request(json!(id), "ping", None);
+    let answer = async {
+        for _ in 0..times {
+            let first = s.next().await;
+            assert_eq!(
+                (first.method.as_str(), first.uri.as_str()),
+                ("POST", "/mcp")
+            );
+            first.reply((redirect, [("location", "/mcp/")]));
+        }
+        let again = s.next().await;
+        assert_eq!(
+            (again.method.as_str(), again.uri.as_str()),
+            ("POST", "/mcp/")
+        );
+        assert_eq!(again.json(), ping, "the same message, sent again");
+        assert_eq!(again.header("x-api-key"), Some("k3y"));
+        again.reply(axum::Json(jsonrpc::result(json!(id), json!({}))));
+    };
+    let both = async { tokio::join!(t.send(ping.clone()), answer) };
+    let (sent, ()) = tokio::time::timeout(WAIT, both).await.unwrap();
+    sent.unwrap();
+}
+
+#[tokio::test]
+async fn a_redirected_post_is_followed_and_later_posts_go_through_reqwest() {
+    let (mut s, t, mut rx) = start().await;
+    assert!(
+        t.inner.direct.is_some(),
+        "plain http, no proxy: the direct client"
+    );
+    // The direct client's POST, then reqwest's, which follows the redirect.
+    redirected(&mut s, &t, 1, StatusCode::TEMPORARY_REDIRECT, 2).await;
+    assert_eq!(recv_msg(&mut rx).await.1, Some(json!(1)));
+    assert!(t.inner.redirects.load(Ordering::Relaxed));
+    redirected(&mut s, &t, 2, StatusCode::PERMANENT_REDIRECT, 1).await;
+    assert_eq!(recv_msg(&mut rx).await.1, Some(json!(2)));
+}
+
+#[test]
+fn only_plain_http_goes_direct_with_the_host_hyper_would_send() {
+    let direct = |url: &str| Direct::for_url(&Url::parse(url).unwrap(), WAIT);
+    for url in ["https://example.com/mcp", "http://user:pw@example.com/mcp"] {
+        assert!(direct(url).is_none(), "{url}");
+    }
+    let host = |url: &str| direct(url).map(|d| d.host.to_str().unwrap().to_owned());
+    assert_eq!(
+        host("http://127.0.0.1:80/mcp").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(host("http://[::1]:8080/mcp").as_deref(), Some("[::1]:8080"));
 }
