@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark: ./scripts/bench.sh [--quick] [--peers]
+# The benchmark: ./scripts/bench.sh [--quick] [--peers] | --micro
 #
 # Builds mcp-gateway, mcp-fixture and the load generator (bench/) in release mode, runs every
 # configuration on loopback, and prints one table. What each number means: bench/README.md.
@@ -19,21 +19,28 @@
 # streams. Every setting can be overridden from the environment (see "Settings" below).
 # Servers run on one core and the load generator on another (taskset) when there are two or
 # more (BENCH_PIN=0: not). Every process started here is stopped on exit, Ctrl-C or failure.
+#
+# --micro runs the criterion micro-benchmarks of bench/micro instead (the relay's per-message
+# work, names, catalog updates, list serialization) with short windows, and prints one line
+# per benchmark: BENCH_MICRO_ARGS (default `--warm-up-time 1 --measurement-time 2`) and
+# BENCH_MICRO_FILTER (a criterion filter, e.g. `apply/`) go to criterion.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0
 INSTALL_PEERS=0
+MICRO=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
         --peers) INSTALL_PEERS=1 ;;
+        --micro) MICRO=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
             exit 0
             ;;
         *)
-            echo "unknown argument: $arg (usage: $0 [--quick] [--peers])" >&2
+            echo "unknown argument: $arg (usage: $0 [--quick] [--peers] | --micro)" >&2
             exit 2
             ;;
     esac
@@ -65,6 +72,29 @@ FX=$ROOT/target/release/mcp-fixture
 LG=$ROOT/bench/target/release/mcp-bench
 PEERS=$ROOT/bench/target/peers
 mkdir -p "$BENCH_OUT"
+
+# === --micro: criterion's benchmarks, then one line each (name, median, [low .. high]) ===
+if ((MICRO)); then
+    : "${BENCH_MICRO_ARGS:=--warm-up-time 1 --measurement-time 2}" "${BENCH_MICRO_FILTER:=}"
+    echo "building and running bench/micro; criterion's full output: $BENCH_OUT/micro.txt" >&2
+    status=0
+    # shellcheck disable=SC2086 # the arguments are words for criterion
+    (cd "$ROOT/bench" && cargo bench -p mcp-gateway-micro -- $BENCH_MICRO_ARGS $BENCH_MICRO_FILTER) \
+        2>"$BENCH_OUT/micro.log" | tee "$BENCH_OUT/micro.txt" | awk '
+            # A name stands alone on its line when long, else before "time:" on the same one.
+            /time:/ {
+                name = $0; sub(/ *time:.*/, "", name)
+                if (name == "") name = prev
+                match($0, /\[.*\]/); split(substr($0, RSTART + 1, RLENGTH - 2), t, " ")
+                printf "%-66s %9s %-2s  [%s %s .. %s %s]\n", name, t[3], t[4], t[1], t[2], t[5], t[6]
+                next
+            }
+            /^\(/ { print; next }
+            /^[^ ]/ && !/^Found / { prev = $0 }' || status=$?
+    ((status == 0)) || tail -n 20 "$BENCH_OUT/micro.log" >&2
+    exit "$status"
+fi
+
 RESULTS=$BENCH_OUT/results.jsonl
 : >"$RESULTS"
 STARTED=$SECONDS

@@ -291,7 +291,10 @@ pub async fn list(options: ListOptions) -> anyhow::Result<Value> {
         "errors": 0,
     });
     let summary = merge(summary, latencies.summary());
-    let summary = merge(summary, json!({"parsed_p50_us": parsed.summary()["p50_us"]}));
+    let summary = merge(
+        summary,
+        json!({"parsed_p50_us": parsed.summary()["p50_us"]}),
+    );
     Ok(merge(summary, probe.report(mark, end, iterations)))
 }
 

@@ -362,7 +362,7 @@ impl std::fmt::Display for Target<'_> {
 
 /// Replace the client's progress token with the upstream request id (unique on that backend,
 /// so progress finds its way back), returning the client's token.
-fn swap_progress_token(msg: &mut Value, up_id: u64) -> Option<Value> {
+pub fn swap_progress_token(msg: &mut Value, up_id: u64) -> Option<Value> {
     let meta = jsonrpc::params_mut(msg)?
         .get_mut("_meta")?
         .as_object_mut()?;
@@ -374,7 +374,8 @@ fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
     jsonrpc::params(msg)?.get(key)?.as_str()
 }
 
-fn with_param(mut msg: Value, key: &str, value: Value) -> Value {
+/// `msg` with `params.<key>` set to `value` (every other member kept as it is).
+pub fn with_param(mut msg: Value, key: &str, value: Value) -> Value {
     if let Some(p) = jsonrpc::params_mut(&mut msg) {
         p.insert(key.into(), value);
     }

@@ -27,8 +27,12 @@ use crate::session::{Frontend, Outgoing, Session, Sessions, Sink};
 use crate::spec::{BackendSpec, GatewaySettings};
 use crate::telemetry::{Metrics, Observed, TraceContext};
 use crate::upstream::{Events, Upstreams};
+/// Exposed for the micro-benchmarks (`bench/micro`), not an API.
+#[doc(hidden)]
+pub use forward::{swap_progress_token, with_param};
 pub use local::SERVER_NAME;
-use routes::Routes;
+#[doc(hidden)]
+pub use routes::Routes;
 
 /// What backends get to exit after SIGTERM when a drain used all of its grace.
 pub const MIN_BACKEND_GRACE: std::time::Duration = std::time::Duration::from_millis(500);

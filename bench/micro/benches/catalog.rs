@@ -1,0 +1,138 @@
+//! The catalog: public names, routing a call by name, publishing a backend's new listing
+//! among many, and writing `tools/list`.
+
+use std::cell::OnceCell;
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use mcp_gateway::catalog::naming::{public_name, valid_name};
+use mcp_gateway::catalog::{CatalogHandle, List};
+use mcp_gateway_micro::{backend, catalog, listing};
+
+/// Backends × tools per backend of the large catalogs: 50,000 tools.
+const LARGE: (usize, usize) = (100, 500);
+/// Many small backends: 1,000 × 5.
+const MANY: (usize, usize) = (1_000, 5);
+
+// Large inputs are built on first use (`OnceCell`), so that a run filtered to a few
+// benchmarks does not build the others' catalogs.
+
+fn naming(c: &mut Criterion) {
+    let mut g = c.benchmark_group("naming");
+    let long = "search_issues_and_pull_requests_across_every_repository_of_the_organisation";
+    let odd = "files/read.text (ünïcode)";
+    let cases = [
+        ("short", "create_issue"),
+        ("long (>64)", long),
+        ("odd characters", odd),
+    ];
+    for (label, upstream) in cases {
+        g.bench_function(format!("public_name {label}"), |b| {
+            b.iter(|| public_name(black_box("github"), "__", black_box(upstream)))
+        });
+    }
+    for (label, raw) in cases {
+        g.bench_function(format!("valid_name {label}"), |b| {
+            b.iter(|| valid_name(black_box(raw)))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("lookup");
+    let snap = OnceCell::new();
+    let snap = || snap.get_or_init(|| catalog(LARGE.0, LARGE.1).snapshot());
+    let hit = "fx0042__search_issue_0005";
+    g.bench_function("Snapshot::tool hit (50,000 tools)", |b| {
+        let snap = snap();
+        assert!(snap.tool(hit).is_some(), "{hit} is in the catalog");
+        b.iter(|| snap.tool(black_box(hit)).is_some())
+    });
+    g.bench_function("Snapshot::tool miss (50,000 tools)", |b| {
+        let snap = snap();
+        b.iter(|| snap.tool(black_box("fx0042__search_issue_9999")).is_some())
+    });
+    g.finish();
+}
+
+fn apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply");
+    g.sample_size(10);
+    for (backends, tools) in [MANY, LARGE] {
+        let size = format!("{backends}x{tools}");
+        let handle = OnceCell::new();
+        // Two listings that differ, so each update really changes the backend's tools.
+        let listings = [listing(tools, 1), listing(tools, 2)];
+        let name = backend(backends / 2);
+        let mut n = 0;
+        g.bench_function(
+            format!("CatalogHandle::set_listing one backend of {size}"),
+            |b| {
+                let handle = handle.get_or_init(|| CatalogHandle::new(catalog(backends, tools)));
+                b.iter(|| {
+                    n += 1;
+                    handle.set_listing(&name, Some(listings[n % 2].clone()));
+                })
+            },
+        );
+        drop(handle);
+        let built = OnceCell::new();
+        g.bench_function(format!("Catalog::snapshot {size}"), |b| {
+            let catalog = built.get_or_init(|| catalog(backends, tools));
+            b.iter(|| catalog.snapshot())
+        });
+    }
+    g.finish();
+}
+
+fn list(c: &mut Criterion) {
+    let mut g = c.benchmark_group("list");
+    g.sample_size(10);
+    let built = OnceCell::new();
+    let built = || {
+        built.get_or_init(|| {
+            let catalog = catalog(LARGE.0, LARGE.1);
+            let snap = catalog.snapshot();
+            (catalog, snap)
+        })
+    };
+    g.bench_function("Snapshot::text tools, first call (50,000 tools)", |b| {
+        let (catalog, _) = built();
+        b.iter_batched_ref(
+            || catalog.snapshot(),
+            |fresh| fresh.text(List::Tools),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("Snapshot::text tools, later calls (50,000 tools)", |b| {
+        let (_, snap) = built();
+        b.iter(|| snap.text(List::Tools))
+    });
+    // How the relay answers a page (`Gateway::list`): a fresh buffer, the items written.
+    g.bench_function("Snapshot::write one page of 500 (50,000 tools)", |b| {
+        let (_, snap) = built();
+        b.iter(|| {
+            let mut out = Vec::with_capacity(256);
+            snap.write(List::Tools, black_box(25_000..25_500), &mut out);
+            out
+        })
+    });
+    // The whole list answered from the shared text: `Gateway::list` copies it between the
+    // JSON-RPC envelope's head and tail (as written there).
+    g.bench_function(
+        "tools/list answer from the shared text (50,000 tools)",
+        |b| {
+            let text = built().1.text(List::Tools);
+            b.iter(|| {
+                let mut out = Vec::with_capacity(text.len() + 96);
+                out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":");
+                out.extend_from_slice(black_box(&text));
+                out.extend_from_slice(b"}}");
+                out
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, naming, apply, list);
+criterion_main!(benches);
