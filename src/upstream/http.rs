@@ -6,11 +6,11 @@
 //! version that later requests must carry, keeps the optional standalone GET stream open for
 //! server-initiated messages, and ends the session with DELETE on close.
 //!
-//! POSTs to a plain-http URL that no proxy applies to (the usual backend: a sidecar, a
-//! service in the same cluster) go through a bare hyper client: reqwest's layers (redirect
-//! policy, retries, proxy matching, the URL re-parsed per request) cost more than the rest of
-//! a call together. Everything else (https, proxies, a backend that redirects, the GET
-//! stream, DELETE) stays with reqwest.
+//! POSTs to a plain-http URL without credentials that no proxy applies to (the usual backend:
+//! a sidecar, a service in the same cluster) go through hyper's pooled client directly:
+//! reqwest's layers around it (redirect policy, retries, proxy matching, the URL re-parsed
+//! per request) were about a sixth of the gateway's CPU time per call. Everything else
+//! (https, proxies, a backend that redirects, the GET stream, DELETE) stays with reqwest.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -293,3 +293,25 @@ fn only_plain_http_goes_direct_with_the_host_hyper_would_send() {
     );
     assert_eq!(host("http://[::1]:8080/mcp").as_deref(), Some("[::1]:8080"));
 }
+
+#[tokio::test]
+async fn a_refused_connection_reads_as_it_did_through_reqwest() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", closed.local_addr().unwrap());
+    drop(closed);
+    let spec = HttpSpec {
+        url: url.clone(),
+        headers: BTreeMap::new(),
+    };
+    let (tx, _rx) = mpsc::channel(1);
+    let t = HttpTransport::connect("b", &spec, Client::new(), tx, WAIT);
+    let t = t.await.unwrap();
+    assert!(t.inner.direct.is_some());
+    let sent = t.send(jsonrpc::request(json!(1), "ping", None)).await;
+    let Err(TransportError::Connect { detail, .. }) = sent else {
+        panic!("{sent:?}")
+    };
+    let through_reqwest = Client::new().post(&url).send().await.unwrap_err();
+    assert_eq!(detail, error_detail(&through_reqwest));
+    assert!(detail.starts_with("connection failed: "), "{detail}");
+}
