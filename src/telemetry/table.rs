@@ -161,7 +161,8 @@ pub fn render(s: &Summary, colour: bool) -> String {
 }
 
 /// The backends listed one per row, and rows that each sum up the others of one state
-/// ("(990 more)"), the ready ones first. Up to [`MAX_ROWS`] backends, every one is listed.
+/// ("(990 more)", or "(1000 backends)" when none is listed), the ready ones first. Up to
+/// [`MAX_ROWS`] backends, every one is listed.
 fn listed_rows(backends: &[Row]) -> (Vec<&Row>, Vec<Row>) {
     if backends.len() <= MAX_ROWS {
         return (backends.iter().collect(), Vec::new());
@@ -202,7 +203,11 @@ fn listed_rows(backends: &[Row]) -> (Vec<&Row>, Vec<Row>) {
     let rest = sums
         .into_iter()
         .map(|(mut sum, n)| {
-            sum.name = format!("({n} more)");
+            sum.name = if listed.is_empty() {
+                format!("({n} backends)")
+            } else {
+                format!("({n} more)")
+            };
             sum
         })
         .collect();
@@ -411,6 +416,15 @@ mod tests {
         assert_eq!(
             total,
             "  total       1000 backends  997 ready   4985        0        997"
+        );
+    }
+
+    #[test]
+    fn beyond_the_limit_all_ready_is_one_row() {
+        let rows = rows(&render(&many(1000, |_| "ready"), false));
+        assert_eq!(
+            rows,
+            ["  (1000 backends)  stdio          ready        5000        0       1000"]
         );
     }
 

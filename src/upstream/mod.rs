@@ -112,7 +112,16 @@ struct Ctx {
     metrics: Arc<Metrics>,
     /// Turns to start a process (`startupConcurrency`), shared by every backend.
     turns: Arc<Semaphore>,
+    /// Where listings are published; `None` if its thread could not be started.
+    publisher: Option<Arc<Publisher>>,
 }
+
+/// A thread that publishes backends' listings (see [`publish`]). One thread rather than the
+/// runtime's blocking pool: publishes take the catalog's lock one at a time anyway, and a
+/// thousand backends listing at once would otherwise park a thousand pool threads on it.
+struct Publisher(std::sync::mpsc::Sender<Job>);
+
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Every backend by name.
 pub struct Upstreams {
@@ -137,6 +146,7 @@ impl Upstreams {
             ctx: Ctx {
                 http,
                 turns: Arc::new(Semaphore::new(settings.startup_concurrency.max(1))),
+                publisher: Publisher::start().map(Arc::new),
                 settings,
                 events,
                 metrics,
@@ -325,6 +335,25 @@ impl Census {
     }
 }
 
+// === impl Publisher ===
+
+impl Publisher {
+    /// The thread ends once every `Ctx` is gone.
+    fn start() -> Option<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("mcp-publish".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()));
+        match spawned {
+            Ok(_) => Some(Self(tx)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the thread that publishes listings; publishing on the runtime's workers");
+                None
+            }
+        }
+    }
+}
+
 // === impl Ctx ===
 
 impl Ctx {
@@ -481,18 +510,32 @@ async fn connect(
     Ok((conn, launched, listing))
 }
 
-/// Hand a backend's listing to the catalog. Its rebuild takes long with many backends: off
-/// the runtime's workers, so that they keep serving (HTTP, the other backends) meanwhile.
+/// Hand a backend's listing to the catalog. Its rebuild takes long with many backends: on the
+/// publisher's thread, so that the runtime's workers keep serving (HTTP, the other backends)
+/// meanwhile.
 async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
     let Some(events) = ctx.events.upgrade() else {
         return;
     };
     let (name, generation) = (backend.name.clone(), backend.generation);
     let listing = Some(Arc::new(listing));
-    let published =
-        tokio::task::spawn_blocking(move || events.on_listing(&name, generation, listing)).await;
-    if let Err(e) = published {
-        tracing::error!(backend = %backend.name, error = %e, "publishing the listing failed");
+    let (done, published) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        events.on_listing(&name, generation, listing);
+        let _ = done.send(());
+    });
+    let unsent = match &ctx.publisher {
+        Some(p) => p.0.send(job).err().map(|e| e.0),
+        None => Some(job),
+    };
+    match unsent {
+        // Its thread is gone (a publish panicked) or never started.
+        Some(job) => job(),
+        None => {
+            if published.await.is_err() {
+                tracing::error!(backend = %backend.name, "publishing the listing failed");
+            }
+        }
     }
 }
 

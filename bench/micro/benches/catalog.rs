@@ -3,10 +3,11 @@
 
 use std::cell::OnceCell;
 use std::hint::black_box;
+use std::sync::Arc;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_gateway::catalog::naming::{public_name, valid_name};
-use mcp_gateway::catalog::{CatalogHandle, List};
+use mcp_gateway::catalog::{CatalogHandle, List, ListText};
 use mcp_gateway_micro::{backend, catalog, listing};
 
 /// Backends × tools per backend of the large catalogs: 50,000 tools.
@@ -95,18 +96,6 @@ fn list(c: &mut Criterion) {
             (catalog, snap)
         })
     };
-    g.bench_function("Snapshot::text tools, first call (50,000 tools)", |b| {
-        let (catalog, _) = built();
-        b.iter_batched_ref(
-            || catalog.snapshot(),
-            |fresh| fresh.text(List::Tools),
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("Snapshot::text tools, later calls (50,000 tools)", |b| {
-        let (_, snap) = built();
-        b.iter(|| snap.text(List::Tools))
-    });
     // How the relay answers a page (`Gateway::list`): a fresh buffer, the items written.
     g.bench_function("Snapshot::write one page of 500 (50,000 tools)", |b| {
         let (_, snap) = built();
@@ -116,21 +105,30 @@ fn list(c: &mut Criterion) {
             out
         })
     });
-    // The whole list answered from the shared text: `Gateway::list` copies it between the
-    // JSON-RPC envelope's head and tail (as written there).
-    g.bench_function(
-        "tools/list answer from the shared text (50,000 tools)",
-        |b| {
-            let text = built().1.text(List::Tools);
-            b.iter(|| {
-                let mut out = Vec::with_capacity(text.len() + 96);
-                out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":");
-                out.extend_from_slice(black_box(&text));
-                out.extend_from_slice(b"}}");
-                out
-            })
-        },
-    );
+    // The whole list as an HTTP client gets it: written from the definitions in pieces of
+    // 256 KB (what the frontend's body does), none kept.
+    g.bench_function("tools/list answer in 256 KB pieces (50,000 tools)", |b| {
+        let snap = Arc::new(built().0.snapshot());
+        b.iter(|| {
+            let text = ListText {
+                head: b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[".to_vec(),
+                snap: snap.clone(),
+                list: List::Tools,
+                range: 0..usize::MAX,
+                tail: b"]}}".to_vec(),
+            };
+            let (mut at, mut bytes) = (0, 0);
+            loop {
+                let mut piece = Vec::with_capacity(16 * 1024);
+                let next = text.write_piece(at, &mut piece, 256 * 1024);
+                bytes += black_box(piece).len();
+                match next {
+                    Some(n) => at = n,
+                    None => break bytes,
+                }
+            }
+        })
+    });
     g.finish();
 }
 
