@@ -55,7 +55,7 @@ async fn readyz(
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
-                json!({"ready": false, "reason": "the first set of backends is still being applied"}),
+                json!({"ready": false, "reason": "the first backends are still being applied (the config file's, or the first list of McpBackend resources)"}),
             ),
         );
     }
