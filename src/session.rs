@@ -58,10 +58,24 @@ impl Outgoing {
     /// The message as JSON text.
     pub fn to_bytes(&self) -> Bytes {
         match self {
-            // Serializing a `Value` cannot fail.
-            Self::Value(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
             Self::Text(t) => t.clone(),
-            Self::List(l) => Bytes::from(l.to_vec()),
+            other => {
+                let mut out = Vec::new();
+                other.write_to(&mut out);
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// Append the message's JSON text to `out` (a frame being built around it).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            // Serializing a `Value` into a Vec cannot fail.
+            Self::Value(v) => {
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
+            Self::Text(t) => out.extend_from_slice(t),
+            Self::List(l) => l.write_to(out),
         }
     }
 

@@ -513,13 +513,6 @@ impl Snapshot {
         }
     }
 
-    /// Whether every list is empty.
-    pub fn is_empty(&self) -> bool {
-        [List::Tools, List::Prompts, List::Resources, List::Templates]
-            .iter()
-            .all(|l| self.len(*l) == 0)
-    }
-
     /// Append the items of `list` in `range` (clamped to the list) as a JSON array.
     pub fn write(&self, list: List, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
         out.push(b'[');
@@ -612,13 +605,18 @@ impl ListText {
         None
     }
 
+    /// Append the whole answer to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut at = self.range.start;
+        while let Some(next) = self.write_piece(at, out, usize::MAX) {
+            at = next;
+        }
+    }
+
     /// The whole answer in one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut at = self.range.start;
-        while let Some(next) = self.write_piece(at, &mut out, usize::MAX) {
-            at = next;
-        }
+        self.write_to(&mut out);
         out
     }
 }

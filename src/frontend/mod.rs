@@ -322,10 +322,8 @@ impl Stream for ListPieces {
 /// One message as a whole `text/event-stream` body of one `message` event: an answer that
 /// was ready before the response began goes out in one write, headers and all.
 pub(crate) fn one_event_response(msg: &Outgoing) -> Response {
-    let json = msg.to_bytes();
-    let mut body = Vec::with_capacity(json.len() + 24);
-    body.extend_from_slice(b"event: message\ndata: ");
-    body.extend_from_slice(&json);
+    let mut body = b"event: message\ndata: ".to_vec();
+    msg.write_to(&mut body);
     body.extend_from_slice(b"\n\n");
     (
         StatusCode::OK,

@@ -35,7 +35,8 @@ pub async fn serve(
             if let Some(s) = told.upgrade() {
                 s.delivered(&msg);
             }
-            let mut line = Vec::from(msg.to_bytes());
+            let mut line = Vec::new();
+            msg.write_to(&mut line);
             line.push(b'\n');
             if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
                 break;

@@ -166,7 +166,7 @@ async fn post_batch(
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&a.to_bytes());
+        a.write_to(&mut body);
     }
     body.push(b']');
     message_response(StatusCode::OK, Outgoing::Text(body.into()))
