@@ -150,7 +150,8 @@ impl Gateway {
 
     /// The error for a name the catalog does not have: invalid params ("unknown tool 'x'"),
     /// or a server error naming the backend when the name carries the prefix of one that is
-    /// not up (its tools are unlisted while it is down).
+    /// not serving (its tools are unlisted while it is down, and not yet published while it
+    /// starts).
     fn unknown(&self, msg: &Value, kind: &str, name: &str) -> Value {
         let sep = &self.settings.separator;
         let owner = self.upstreams.all().into_iter().find(|b| {
@@ -160,7 +161,7 @@ impl Gateway {
                     .strip_prefix(prefix.as_str())
                     .and_then(|rest| rest.strip_prefix(sep.as_str()))
                     .is_some_and(|rest| !rest.is_empty())
-                && b.connection().is_none()
+                && !b.serving()
         });
         let id = jsonrpc::id_or_null(msg);
         match owner {

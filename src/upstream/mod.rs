@@ -270,6 +270,12 @@ impl Backend {
         lock(&self.conn).clone().filter(|c| !c.is_closed())
     }
 
+    /// Whether the backend takes requests: ready, with a live session. A backend that has
+    /// connected but whose names are still being published is not.
+    pub fn serving(&self) -> bool {
+        self.status.borrow().state == State::Ready && self.connection().is_some()
+    }
+
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
