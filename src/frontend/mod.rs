@@ -19,7 +19,6 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
@@ -336,14 +335,25 @@ pub(crate) fn one_event_response(msg: &Outgoing) -> Response {
         .into_response()
 }
 
-/// A message as an SSE `message` event. Serialized JSON has no line breaks, so it is one
-/// `data` line.
-pub(crate) fn message_event(msg: &Outgoing) -> Event {
-    let json = msg.to_bytes();
-    Event::default()
-        .event("message")
-        .data(std::str::from_utf8(&json).unwrap_or_default())
+/// A message as an SSE `message` event, ready to write. Serialized JSON has no line breaks,
+/// so it is one `data` line; the message is written straight into the frame.
+pub(crate) fn message_event(msg: &Outgoing) -> Bytes {
+    let mut frame = Vec::with_capacity(256);
+    frame.extend_from_slice(b"event: message\ndata: ");
+    msg.write_to(&mut frame);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
+
+/// An SSE event named `event` whose data is one line.
+pub(crate) fn named_event(event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+/// A stream with nothing to send for this long gets a comment, so that proxies and clients
+/// that time out idle connections keep it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
 type OnDrop = Box<dyn FnOnce(mpsc::Receiver<Outgoing>) + Send>;
 
@@ -351,7 +361,7 @@ type OnDrop = Box<dyn FnOnce(mpsc::Receiver<Outgoing>) + Send>;
 /// and with an action when the client goes away (it is handed the receiver back).
 pub(crate) struct Outbound {
     rx: Option<mpsc::Receiver<Outgoing>>,
-    first: Option<Event>,
+    first: Option<Bytes>,
     on_drop: Option<OnDrop>,
     /// Ends the stream when the session is closed (DELETE, expiry, shutdown), once what was
     /// queued before is sent.
@@ -360,6 +370,11 @@ pub(crate) struct Outbound {
     session: Option<Arc<crate::session::Session>>,
     /// A request's stream: it ends with the response, without waiting for the sender to go.
     to_response: bool,
+    /// Armed once the stream first waits; not reset by every event (that would cost a timer
+    /// update per message): when it fires, a comment goes out only if nothing else did.
+    keep_alive: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Something was sent since the keep-alive timer was last armed.
+    sent: bool,
 }
 
 impl Outbound {
@@ -371,6 +386,8 @@ impl Outbound {
             until: None,
             session: None,
             to_response: false,
+            keep_alive: None,
+            sent: false,
         }
     }
 
@@ -388,7 +405,7 @@ impl Outbound {
         self
     }
 
-    pub(crate) fn first(mut self, event: Event) -> Self {
+    pub(crate) fn first(mut self, event: Bytes) -> Self {
         self.first = Some(event);
         self
     }
@@ -403,7 +420,7 @@ impl Outbound {
 }
 
 impl Stream for Outbound {
-    type Item = Result<Event, Infallible>;
+    type Item = Result<Bytes, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -423,8 +440,8 @@ impl Stream for Outbound {
         } else {
             rx.poll_recv(cx)
         };
-        next.map(|m| {
-            m.map(|msg| {
+        match next {
+            Poll::Ready(Some(msg)) => {
                 if let Some(s) = &this.session {
                     s.delivered(&msg);
                 }
@@ -432,9 +449,30 @@ impl Stream for Outbound {
                     // Dropping the receiver ends the stream at the next poll.
                     this.rx = None;
                 }
-                Ok(message_event(&msg))
-            })
-        })
+                this.sent = true;
+                Poll::Ready(Some(Ok(message_event(&msg))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => this.keep_alive(cx),
+        }
+    }
+}
+
+impl Outbound {
+    /// Nothing to send now: a keep-alive comment if the timer fired on an idle stream.
+    fn keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Infallible>>> {
+        let timer = self
+            .keep_alive
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(KEEP_ALIVE)));
+        while timer.as_mut().poll(cx).is_ready() {
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + KEEP_ALIVE);
+            if !std::mem::take(&mut self.sent) {
+                return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE_COMMENT))));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -460,9 +498,15 @@ pub(crate) fn sse_body(
     sse_response(out)
 }
 
+/// A `text/event-stream` response carrying `out`.
 pub(crate) fn sse_response(out: Outbound) -> Response {
-    Sse::new(out)
-        .keep_alive(KeepAlive::default())
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(out),
+    )
         .into_response()
 }
 
@@ -530,6 +574,53 @@ pub(crate) fn check_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+
+    /// An idle stream gets a comment every `KEEP_ALIVE`; a busy one none, and messages go out
+    /// as whole `message` events.
+    #[tokio::test(start_paused = true)]
+    async fn streams_keep_alive_only_when_idle() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut out = Outbound::new(rx).first(named_event("endpoint", "/messages?x=1"));
+        let next = |out: &mut Outbound| {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            Pin::new(out).poll_next(&mut cx)
+        };
+        assert_eq!(
+            out.next().await.and_then(Result::ok).as_deref(),
+            Some(&b"event: endpoint\ndata: /messages?x=1\n\n"[..])
+        );
+        assert!(next(&mut out).is_pending());
+        tokio::time::advance(KEEP_ALIVE).await;
+        assert_eq!(
+            out.next().await.and_then(Result::ok).as_deref(),
+            Some(KEEP_ALIVE_COMMENT)
+        );
+        // A message within the period: the timer's next firing sends nothing.
+        tokio::time::advance(KEEP_ALIVE / 2).await;
+        tx.send(Outgoing::Value(
+            serde_json::json!({"jsonrpc": "2.0", "method": "m"}),
+        ))
+        .await
+        .expect("open");
+        assert_eq!(
+            out.next().await.and_then(Result::ok).as_deref(),
+            Some(&b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"m\"}\n\n"[..])
+        );
+        tokio::time::advance(KEEP_ALIVE / 2).await;
+        assert!(
+            next(&mut out).is_pending(),
+            "a comment right after a message"
+        );
+        // Idle for a whole period since: a comment again.
+        tokio::time::advance(KEEP_ALIVE).await;
+        assert_eq!(
+            out.next().await.and_then(Result::ok).as_deref(),
+            Some(KEEP_ALIVE_COMMENT)
+        );
+        drop(tx);
+        assert!(out.next().await.is_none());
+    }
 
     #[test]
     fn host_guard() {

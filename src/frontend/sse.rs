@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -24,9 +23,7 @@ pub async fn connect(State(gw): State<Arc<Gateway>>) -> Response {
         return super::streamable::refused(&refusal);
     }
     tracing::debug!(session = %session.id, "SSE client connected");
-    let endpoint = Event::default()
-        .event("endpoint")
-        .data(format!("/messages?sessionId={}", session.id));
+    let endpoint = super::named_event("endpoint", &format!("/messages?sessionId={}", session.id));
     let closing = gw.clone();
     let out = Outbound::new(rx)
         .first(endpoint)
@@ -37,9 +34,7 @@ pub async fn connect(State(gw): State<Arc<Gateway>>) -> Response {
                 closing.close(&session).await;
             });
         });
-    Sse::new(out)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    super::sse_response(out)
 }
 
 #[derive(Deserialize)]
