@@ -71,7 +71,10 @@ GW=$ROOT/target/release/mcp-gateway
 FX=$ROOT/target/release/mcp-fixture
 LG=$ROOT/bench/target/release/mcp-bench
 PEERS=$ROOT/bench/target/peers
-mkdir -p "$BENCH_OUT"
+# The gateway watches its config file's folder: configs get one of their own, so that the
+# logs and results written during a run do not wake the watcher (and count as gateway CPU).
+CONFIGS=$BENCH_OUT/config
+mkdir -p "$BENCH_OUT" "$CONFIGS"
 
 # === --micro: criterion's benchmarks, then one line each (name, median, [low .. high]) ===
 if ((MICRO)); then
@@ -292,7 +295,7 @@ run_throughput() {
         direct_pid=$FIXTURE_PID
     fi
     if want b || want d || want g; then
-        config=$BENCH_OUT/stdio.yaml
+        config=$CONFIGS/stdio.yaml
         {
             gateway_block
             printf 'mcpServers:\n  fixture:\n    command: %s\n    args: ["--name", "fixture"]\n' "$FX"
@@ -306,7 +309,7 @@ run_throughput() {
         backend_port=$(free_port)
         start_fixture_http "$backend_port" --name fixture
         backend_pid=$FIXTURE_PID
-        config=$BENCH_OUT/http.yaml
+        config=$CONFIGS/http.yaml
         {
             gateway_block
             printf 'mcpServers:\n  fixture:\n    type: streamable-http\n    url: http://127.0.0.1:%s/mcp\n' \
@@ -389,7 +392,7 @@ run_catalog() {
     backends=${size%x*}
     tools=${size#*x}
     label="e. catalog $backends backends x $tools tools"
-    config=$BENCH_OUT/catalog-$size.yaml
+    config=$CONFIGS/catalog-$size.yaml
     {
         gateway_block
         echo "mcpServers:"
@@ -412,7 +415,7 @@ run_catalog() {
 # f. Many stdio backends of 5 tools: start-up, then the ops endpoints and tools/list.
 run_backends() {
     local label="f. $BENCH_BACKENDS stdio backends x 5 tools" config port i path
-    config=$BENCH_OUT/backends-$BENCH_BACKENDS.yaml
+    config=$CONFIGS/backends-$BENCH_BACKENDS.yaml
     {
         gateway_block
         echo "mcpServers:"
