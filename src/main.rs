@@ -231,7 +231,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcp-gateway: {e:#}");
+            eprintln!("mcp-gateway: {}", logs::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -345,6 +345,14 @@ async fn run(
     add_listed(&mut settings.allowed_hosts, &args.allowed_hosts);
     add_listed(&mut settings.allowed_origins, &args.allowed_origins);
     let allowed_hosts = settings.allowed_hosts.clone();
+    // Before listening: a gateway for a cluster it cannot reach has nothing to serve.
+    let kubernetes = if args.kubernetes.enabled {
+        let opts = kube_options(&args.kubernetes)?;
+        let client = mcp_gateway::k8s::connect(mcp_gateway::k8s::CONNECT_TIMEOUT).await?;
+        Some((client, opts))
+    } else {
+        None
+    };
     let listener = match args.transport {
         Transport::Http => Some(bind(SocketAddr::new(host, port)).await?),
         Transport::Stdio => None,
@@ -353,15 +361,6 @@ async fn run(
     // Loading until the config file's backends are applied: `/readyz` says 503 and
     // `Gateway::settled` waits, while the listener already serves.
     gw.loading.send_modify(|n| *n += 1);
-    let kubernetes = if args.kubernetes.enabled {
-        let opts = kube_options(&args.kubernetes)?;
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot reach the Kubernetes API (KUBECONFIG or the pod's service account)")?;
-        Some((client, opts))
-    } else {
-        None
-    };
     tokio::spawn(load_backends(
         gw.clone(),
         cfg.backends,

@@ -17,8 +17,12 @@ use super::TelemetryError;
 use super::rotate::RotatingFile;
 use super::trace::Tracing;
 
-/// Libraries whose debug output is about sockets and exporters rather than the gateway.
-const QUIET: &str = "hyper=warn,reqwest=warn,h2=warn,rustls=warn,tower=warn,opentelemetry=warn";
+/// Libraries whose debug output is about sockets and exporters rather than the gateway. kube's
+/// client logs every failed request as an error of its own, without saying what it was for;
+/// the gateway logs each failure with that (`cannot reach the Kubernetes API at …`, `McpBackend
+/// watch interrupted`), so kube's line would only say the same thing twice.
+const QUIET: &str = "hyper=warn,reqwest=warn,h2=warn,rustls=warn,tower=warn,opentelemetry=warn,\
+                     kube_client::client::builder=off";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -125,6 +129,21 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     })
 }
 
+/// An error and its causes on one line, `outer: inner: innermost`, each cause once: many
+/// errors already write their cause into their own message (kube's configuration errors do,
+/// three levels deep), and would otherwise show it again and again.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in std::iter::successors(error.source(), |e| e.source()) {
+        let cause = cause.to_string();
+        if !cause.is_empty() && !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +166,40 @@ mod tests {
             filter("mcp_gateway=loud"),
             Err(TelemetryError::Filter { .. })
         ));
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        let io = Layer("No such file or directory (os error 2)", None);
+        let read = Layer(
+            "failed to read kubeconfig: No such file or directory (os error 2)",
+            Some(Box::new(io)),
+        );
+        let infer = Layer(
+            "failed to infer config: kubeconfig: (failed to read kubeconfig: No such file or directory (os error 2))",
+            Some(Box::new(read)),
+        );
+        let top = Layer("cannot reach the API", Some(Box::new(infer)));
+        assert_eq!(
+            chain(&top),
+            "cannot reach the API: failed to infer config: kubeconfig: (failed to read kubeconfig: No such file or directory (os error 2))"
+        );
+        let plain = Layer("outer", Some(Box::new(Layer("inner", None))));
+        assert_eq!(chain(&plain), "outer: inner");
     }
 }
