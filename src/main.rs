@@ -365,7 +365,7 @@ async fn run(
         gw.clone(),
         cfg.backends,
         kubernetes,
-        args.config.clone(),
+        args.config.clone().map(|path| (path, cfg.warnings)),
     ));
     let listen = listener
         .as_ref()
@@ -406,14 +406,14 @@ async fn run(
 
 /// Apply the config file's backends, and only then start what adds or changes backends later:
 /// the Kubernetes controller (so the file keeps a name both declare, as before) and the file's
-/// watcher. Yields every [`LOAD_SLICE`] so that the listener keeps answering, but not after
-/// each backend: every apply republishes the catalog, which costs more with every backend that
-/// has listed meanwhile.
+/// watcher (with the warnings already logged for the file). Yields every [`LOAD_SLICE`] so
+/// that the listener keeps answering, but not after each backend: every apply republishes the
+/// catalog, which costs more with every backend that has listed meanwhile.
 async fn load_backends(
     gw: Arc<Gateway>,
     specs: Vec<BackendSpec>,
     kubernetes: Option<(kube::Client, mcp_gateway::k8s::Options)>,
-    config: Option<PathBuf>,
+    config: Option<(PathBuf, Vec<String>)>,
 ) {
     let mut slice = Instant::now();
     for spec in specs {
@@ -428,8 +428,8 @@ async fn load_backends(
         mcp_gateway::k8s::spawn(gw.clone(), client, opts);
     }
     gw.loading.send_modify(|n| *n = n.saturating_sub(1));
-    if let Some(path) = config {
-        tokio::spawn(mcp_gateway::reload::watch(gw, path));
+    if let Some((path, warnings)) = config {
+        tokio::spawn(mcp_gateway::reload::watch_logged(gw, path, warnings));
     }
 }
 
