@@ -5,8 +5,8 @@
 //! `--log-level trace` shows the gateway's own detail, not every socket read; a filter
 //! (`mcp_gateway=debug,hyper=trace`) is taken as written.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
@@ -14,6 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::TelemetryError;
+use super::console::{Console, Stderr};
 use super::rotate::RotatingFile;
 use super::trace::Tracing;
 
@@ -47,8 +48,10 @@ pub struct LogOptions {
 /// The installed logger. Dropping it flushes the log file.
 pub struct Logging {
     pub format: LogFormat,
-    /// Whether stderr is a terminal that gets colour.
+    /// Whether stderr is a terminal that gets colour (and `NO_COLOR` is not set).
     pub colour: bool,
+    /// stderr, where the start-up table and its live view go.
+    pub console: Arc<Console>,
     _file: Option<WorkerGuard>,
 }
 
@@ -92,7 +95,8 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     let rust_log = std::env::var("RUST_LOG").ok();
     let directives = directives(opts.level.as_deref(), rust_log.as_deref());
     let stderr_filter = filter(&directives)?;
-    let colour = opts.format == LogFormat::Text && std::io::stderr().is_terminal();
+    let console = Arc::new(Console::stderr(opts.format));
+    let colour = console.colour();
     let mut layers: Vec<Boxed> = Vec::new();
     let mut guard = None;
     if let Some(dir) = &opts.dir {
@@ -111,7 +115,7 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     }
     layers.push(fmt_layer(
         opts.format,
-        std::io::stderr,
+        Stderr(console.clone()),
         colour,
         stderr_filter,
     ));
@@ -125,6 +129,7 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     Ok(Logging {
         format: opts.format,
         colour,
+        console,
         _file: guard,
     })
 }
