@@ -13,9 +13,11 @@ use mcp_gateway::config::{self, Config};
 use mcp_gateway::frontend::{self, HostGuard};
 use mcp_gateway::relay::Gateway;
 use mcp_gateway::spec::BackendSpec;
+use mcp_gateway::telemetry::console::{Console, STARTUP};
 use mcp_gateway::telemetry::logs::{self, LogFormat, LogOptions};
-use mcp_gateway::telemetry::table::{self, Row, Summary};
+use mcp_gateway::telemetry::table::{Row, Summary};
 use mcp_gateway::telemetry::trace::Tracing;
+use mcp_gateway::upstream::State;
 
 /// The port the gateway listens on when neither `--port` nor `gateway.port` says otherwise.
 const DEFAULT_PORT: u16 = 8900;
@@ -24,6 +26,8 @@ const DEFAULT_HOST: &str = "127.0.0.1";
 const EMBEDDED_DEFAULT: &str = include_str!("../examples/gateway.yaml");
 /// How often start-up progress is logged while backends are starting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often, at most, the live start-up table is drawn again on a terminal.
+const LIVE_EVERY: Duration = Duration::from_millis(250);
 /// Longest the initial load of backends runs before it lets other tasks run.
 const LOAD_SLICE: Duration = Duration::from_millis(10);
 
@@ -231,7 +235,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcp-gateway: {e:#}");
+            eprintln!("mcp-gateway: {}", logs::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -312,7 +316,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .on_thread_park(release_freed_memory)
             .build()
             .context("cannot start the async runtime")?;
-        let outcome = runtime.block_on(run(args, cfg, logging.format, logging.colour));
+        let outcome = runtime.block_on(run(args, cfg, logging.console.clone()));
         // Not `drop`: that waits for blocking reads, and a stdio client's stdin may never end.
         runtime.shutdown_timeout(Duration::from_secs(1));
         outcome
@@ -325,12 +329,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     outcome
 }
 
-async fn run(
-    args: ServeArgs,
-    cfg: Config,
-    log_format: LogFormat,
-    colour: bool,
-) -> anyhow::Result<()> {
+async fn run(args: ServeArgs, cfg: Config, console: Arc<Console>) -> anyhow::Result<()> {
     let began = Instant::now();
     let host = match (args.host, cfg.gateway.host.as_deref()) {
         (Some(h), _) => h,
@@ -345,6 +344,14 @@ async fn run(
     add_listed(&mut settings.allowed_hosts, &args.allowed_hosts);
     add_listed(&mut settings.allowed_origins, &args.allowed_origins);
     let allowed_hosts = settings.allowed_hosts.clone();
+    // Before listening: a gateway for a cluster it cannot reach has nothing to serve.
+    let kubernetes = if args.kubernetes.enabled {
+        let opts = kube_options(&args.kubernetes)?;
+        let client = mcp_gateway::k8s::connect(mcp_gateway::k8s::CONNECT_TIMEOUT).await?;
+        Some((client, opts))
+    } else {
+        None
+    };
     let listener = match args.transport {
         Transport::Http => Some(bind(SocketAddr::new(host, port)).await?),
         Transport::Stdio => None,
@@ -353,31 +360,16 @@ async fn run(
     // Loading until the config file's backends are applied: `/readyz` says 503 and
     // `Gateway::settled` waits, while the listener already serves.
     gw.loading.send_modify(|n| *n += 1);
-    let kubernetes = if args.kubernetes.enabled {
-        let opts = kube_options(&args.kubernetes)?;
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot reach the Kubernetes API (KUBECONFIG or the pod's service account)")?;
-        Some((client, opts))
-    } else {
-        None
-    };
     tokio::spawn(load_backends(
         gw.clone(),
         cfg.backends,
         kubernetes,
-        args.config.clone(),
+        args.config.clone().map(|path| (path, cfg.warnings)),
     ));
     let listen = listener
         .as_ref()
         .map(|(_, local)| format!("http://{local}"));
-    tokio::spawn(report_startup(
-        gw.clone(),
-        began,
-        listen,
-        log_format,
-        colour,
-    ));
+    tokio::spawn(report_startup(gw.clone(), began, listen, console));
 
     match args.transport {
         Transport::Stdio => {
@@ -407,14 +399,14 @@ async fn run(
 
 /// Apply the config file's backends, and only then start what adds or changes backends later:
 /// the Kubernetes controller (so the file keeps a name both declare, as before) and the file's
-/// watcher. Yields every [`LOAD_SLICE`] so that the listener keeps answering, but not after
-/// each backend: every apply republishes the catalog, which costs more with every backend that
-/// has listed meanwhile.
+/// watcher (with the warnings already logged for the file). Yields every [`LOAD_SLICE`] so
+/// that the listener keeps answering, but not after each backend: every apply republishes the
+/// catalog, which costs more with every backend that has listed meanwhile.
 async fn load_backends(
     gw: Arc<Gateway>,
     specs: Vec<BackendSpec>,
     kubernetes: Option<(kube::Client, mcp_gateway::k8s::Options)>,
-    config: Option<PathBuf>,
+    config: Option<(PathBuf, Vec<String>)>,
 ) {
     let mut slice = Instant::now();
     for spec in specs {
@@ -429,8 +421,8 @@ async fn load_backends(
         mcp_gateway::k8s::spawn(gw.clone(), client, opts);
     }
     gw.loading.send_modify(|n| *n = n.saturating_sub(1));
-    if let Some(path) = config {
-        tokio::spawn(mcp_gateway::reload::watch(gw, path));
+    if let Some((path, warnings)) = config {
+        tokio::spawn(mcp_gateway::reload::watch_logged(gw, path, warnings));
     }
 }
 
@@ -531,24 +523,29 @@ async fn shutdown_signal() {
     }
 }
 
-/// While backends start, a progress line every [`PROGRESS_EVERY`]; once every backend has
-/// started or failed, a line with the time it took since `began`. The summary table follows
-/// it, or comes after `startupTimeout` if backends are still starting then.
+/// While backends start, a progress line every [`PROGRESS_EVERY`] (and each backend's state
+/// changes, logged where they happen); on a terminal, a live table instead, drawn again at
+/// most every [`LIVE_EVERY`]. Once every backend has started or failed, a line with the time
+/// it took since `began`. The summary table follows it, or comes after `startupTimeout` if
+/// backends are still starting then.
 async fn report_startup(
     gw: Arc<Gateway>,
     began: Instant,
     listen: Option<String>,
-    format: LogFormat,
-    colour: bool,
+    console: Arc<Console>,
 ) {
     let settled = gw.settled();
     tokio::pin!(settled);
     let table_due = tokio::time::sleep(gw.settings.startup_timeout);
     tokio::pin!(table_due);
-    let mut table_logged = false;
+    let mut table_shown = false;
     let mut progress =
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A start-up quicker than one frame shows only the final table.
+    let mut redraw = tokio::time::interval_at(tokio::time::Instant::now() + LIVE_EVERY, LIVE_EVERY);
+    redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let live = console.live();
     loop {
         tokio::select! {
             _ = &mut settled => break,
@@ -559,15 +556,19 @@ async fn report_startup(
                 }
                 let enabled = c.total() - c.disabled;
                 tracing::info!(
+                    target: STARTUP,
                     "starting backends: {}/{enabled} ready, {} down, {} starting",
                     c.ready,
                     c.down,
                     c.starting
                 );
             }
-            _ = &mut table_due, if !table_logged => {
-                log_summary(&gw, listen.clone(), format, colour);
-                table_logged = true;
+            _ = redraw.tick(), if live && !table_shown => {
+                console.show_live(&summary(&gw, listen.clone(), began), terminal_rows());
+            }
+            _ = &mut table_due, if !table_shown => {
+                console.print_summary(&summary(&gw, listen.clone(), began));
+                table_shown = true;
             }
         }
     }
@@ -575,20 +576,38 @@ async fn report_startup(
     let enabled = c.total() - c.disabled;
     if enabled > 0 {
         tracing::info!(
+            target: STARTUP,
             "backends started in {:.1} s: {}/{enabled} ready, {} down",
             began.elapsed().as_secs_f64(),
             c.ready,
             c.down
         );
     }
-    if !table_logged {
-        log_summary(&gw, listen, format, colour);
+    if !table_shown {
+        console.print_summary(&summary(&gw, listen, began));
+    }
+}
+
+/// The terminal's height in rows (stderr's), or a common one if it cannot be told.
+fn terminal_rows() -> usize {
+    let mut size = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ only fills in the winsize it is pointed at, which outlives the call.
+    let read = unsafe { nix::libc::ioctl(2, nix::libc::TIOCGWINSZ, &mut size) } == 0;
+    if read && size.ws_row > 0 {
+        usize::from(size.ws_row)
+    } else {
+        24
     }
 }
 
 /// The summary a person reads first. `listen` is the HTTP base URL (`None` when serving
 /// stdio).
-fn log_summary(gw: &Gateway, listen: Option<String>, format: LogFormat, colour: bool) {
+fn summary(gw: &Gateway, listen: Option<String>, began: Instant) -> Summary {
     let snap = gw.catalog.current();
     let backends = gw
         .upstreams
@@ -601,19 +620,26 @@ fn log_summary(gw: &Gateway, listen: Option<String>, format: LogFormat, colour: 
                 name: b.name.to_string(),
                 transport: b.spec().transport_kind(),
                 state: s.state.as_str(),
+                time: match s.state {
+                    State::Starting => s.attempt.map(|t| t.elapsed()),
+                    State::Ready | State::Down => s.took,
+                    State::Disabled | State::Stopped => None,
+                },
                 tools,
                 prompts,
-                resources: resources + templates,
+                resources,
+                templates,
                 error: s.last_error,
             }
         })
         .collect();
-    let summary = Summary {
+    Summary {
         listen,
         backends,
         tools: snap.tools.len(),
         prompts: snap.prompts.len(),
-        resources: snap.resources.len() + snap.templates.len(),
-    };
-    table::log(&summary, format, colour);
+        resources: snap.resources.len(),
+        templates: snap.templates.len(),
+        elapsed: Some(began.elapsed()),
+    }
 }

@@ -308,6 +308,10 @@ mod tests {
                 "gateway.maxBatch: expected a whole number of at least 1, found a boolean",
             ),
             (
+                json!({"sessionIdleTimeout": "0s"}),
+                "gateway.sessionIdleTimeout: must be greater than zero",
+            ),
+            (
                 json!({"idleTimeout": "soon"}),
                 "gateway.idleTimeout: expected a number of seconds or a string such as \"500ms\", \"30s\", \"2m\" or \"1h\"",
             ),

@@ -5,8 +5,8 @@
 //! `--log-level trace` shows the gateway's own detail, not every socket read; a filter
 //! (`mcp_gateway=debug,hyper=trace`) is taken as written.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
@@ -14,11 +14,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use super::TelemetryError;
+use super::console::{Console, Stderr};
 use super::rotate::RotatingFile;
 use super::trace::Tracing;
 
-/// Libraries whose debug output is about sockets and exporters rather than the gateway.
-const QUIET: &str = "hyper=warn,reqwest=warn,h2=warn,rustls=warn,tower=warn,opentelemetry=warn";
+/// Libraries whose debug output is about sockets and exporters rather than the gateway. kube's
+/// client logs every failed request as an error of its own, without saying what it was for;
+/// the gateway logs each failure with that (`cannot reach the Kubernetes API at …`, `McpBackend
+/// watch interrupted`), so kube's line would only say the same thing twice.
+const QUIET: &str = "hyper=warn,reqwest=warn,h2=warn,rustls=warn,tower=warn,opentelemetry=warn,\
+                     kube_client::client::builder=off";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -43,8 +48,10 @@ pub struct LogOptions {
 /// The installed logger. Dropping it flushes the log file.
 pub struct Logging {
     pub format: LogFormat,
-    /// Whether stderr is a terminal that gets colour.
+    /// Whether stderr is a terminal that gets colour (and `NO_COLOR` is not set).
     pub colour: bool,
+    /// stderr, where the start-up table and its live view go.
+    pub console: Arc<Console>,
     _file: Option<WorkerGuard>,
 }
 
@@ -88,7 +95,8 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     let rust_log = std::env::var("RUST_LOG").ok();
     let directives = directives(opts.level.as_deref(), rust_log.as_deref());
     let stderr_filter = filter(&directives)?;
-    let colour = opts.format == LogFormat::Text && std::io::stderr().is_terminal();
+    let console = Arc::new(Console::stderr(opts.format));
+    let colour = console.colour();
     let mut layers: Vec<Boxed> = Vec::new();
     let mut guard = None;
     if let Some(dir) = &opts.dir {
@@ -107,7 +115,7 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     }
     layers.push(fmt_layer(
         opts.format,
-        std::io::stderr,
+        Stderr(console.clone()),
         colour,
         stderr_filter,
     ));
@@ -121,8 +129,24 @@ pub fn init(opts: &LogOptions, tracing: Option<&Tracing>) -> Result<Logging, Tel
     Ok(Logging {
         format: opts.format,
         colour,
+        console,
         _file: guard,
     })
+}
+
+/// An error and its causes on one line, `outer: inner: innermost`, each cause once: many
+/// errors already write their cause into their own message (kube's configuration errors do,
+/// three levels deep), and would otherwise show it again and again.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in std::iter::successors(error.source(), |e| e.source()) {
+        let cause = cause.to_string();
+        if !cause.is_empty() && !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -147,5 +171,40 @@ mod tests {
             filter("mcp_gateway=loud"),
             Err(TelemetryError::Filter { .. })
         ));
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        let io = Layer("No such file or directory (os error 2)", None);
+        let read = Layer(
+            "failed to read kubeconfig: No such file or directory (os error 2)",
+            Some(Box::new(io)),
+        );
+        let infer = Layer(
+            "failed to infer config: kubeconfig: (failed to read kubeconfig: No such file or directory (os error 2))",
+            Some(Box::new(read)),
+        );
+        let top = Layer("cannot reach the API", Some(Box::new(infer)));
+        assert_eq!(
+            chain(&top),
+            "cannot reach the API: failed to infer config: kubeconfig: (failed to read kubeconfig: No such file or directory (os error 2))"
+        );
+        let plain = Layer("outer", Some(Box::new(Layer("inner", None))));
+        assert_eq!(chain(&plain), "outer: inner");
     }
 }

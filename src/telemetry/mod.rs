@@ -7,7 +7,10 @@
 //! - `request`: one client request as both of those see it.
 //! - `logs`: the `tracing` subscriber: human or JSON lines on stderr, optional rotated files.
 //! - `table`: the start-up summary of listeners and backends.
+//! - `console`: stderr as a person sees it: that table (live while backends start, on a
+//!   terminal) and the log lines around it.
 
+pub mod console;
 pub mod context;
 pub mod exposition;
 pub mod labels;

@@ -1,10 +1,13 @@
 //! The start-up summary: where to connect and how every backend came up, in one table a person
 //! takes in at a glance. Beyond [`MAX_ROWS`] backends it lists those not ready and sums up the
-//! rest, so that it stays readable at any size. In JSON logs it is one structured event per
+//! rest, so that it stays readable at any size. On a terminal the same table, drawn while
+//! backends start, is the live view (see `console`). In JSON logs it is one structured event per
 //! backend instead.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use super::console::SUMMARY;
 use super::logs::LogFormat;
 
 /// Longest error text shown in the table (the full text is in `/api/v1/backends`).
@@ -17,20 +20,33 @@ pub struct Summary {
     /// The HTTP base URL (`http://127.0.0.1:8900`); `None` when serving stdio.
     pub listen: Option<String>,
     pub backends: Vec<Row>,
-    /// Published tools, prompts and resources (after names were resolved).
+    /// Published tools, prompts, resources and resource templates (after names were
+    /// resolved).
     pub tools: usize,
     pub prompts: usize,
     pub resources: usize,
+    pub templates: usize,
+    /// Time since the gateway started.
+    pub elapsed: Option<Duration>,
 }
 
 pub struct Row {
     pub name: String,
     pub transport: &'static str,
     pub state: &'static str,
+    /// How long the backend took to start (ready) or to fail (down), or has been starting so
+    /// far; `None` while it waits for its turn, or when it is disabled.
+    pub time: Option<Duration>,
     pub tools: usize,
     pub prompts: usize,
     pub resources: usize,
+    pub templates: usize,
     pub error: Option<String>,
+}
+
+/// A duration as the table and the logs show it: `2.1 s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// SGR colour for a state (or a header): green ready, red down, yellow starting.
@@ -53,6 +69,12 @@ fn state_colour(state: &str) -> &'static str {
 
 /// The table as text; `colour` adds ANSI colours (only ever for a terminal).
 pub fn render(s: &Summary, colour: bool) -> String {
+    render_within(s, colour, MAX_ROWS)
+}
+
+/// [`render`] listing at most `max_rows` backends one per row (at least one), for a screen
+/// of a given height.
+pub fn render_within(s: &Summary, colour: bool, max_rows: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -86,27 +108,32 @@ pub fn render(s: &Summary, colour: bool) -> String {
             "-".to_owned()
         }
     };
+    let time = |t: Option<Duration>| t.map_or_else(|| "-".to_owned(), seconds);
     let header = [
         "BACKEND",
         "TRANSPORT",
         "STATE",
+        "TIME",
         "TOOLS",
         "PROMPTS",
         "RESOURCES",
+        "TEMPLATES",
     ];
     let ready = s.backends.iter().filter(|b| b.state == "ready").count();
-    let (listed, rest) = listed_rows(&s.backends);
+    let (listed, rest) = listed_rows(&s.backends, max_rows.max(1));
     let shown: Vec<&Row> = listed.into_iter().chain(&rest).collect();
-    let mut rows: Vec<[String; 6]> = shown
+    let mut rows: Vec<[String; 8]> = shown
         .iter()
         .map(|b| {
             [
                 b.name.clone(),
                 b.transport.to_owned(),
                 b.state.to_owned(),
+                time(b.time),
                 count(b.tools, b.state),
                 count(b.prompts, b.state),
                 count(b.resources, b.state),
+                count(b.templates, b.state),
             ]
         })
         .collect();
@@ -117,9 +144,11 @@ pub fn render(s: &Summary, colour: bool) -> String {
             n => format!("{n} backends"),
         },
         format!("{ready} ready"),
+        time(s.elapsed),
         s.tools.to_string(),
         s.prompts.to_string(),
         s.resources.to_string(),
+        s.templates.to_string(),
     ];
     let mut widths = header.map(str::len);
     for row in rows.iter().chain(std::iter::once(&total)) {
@@ -127,7 +156,7 @@ pub fn render(s: &Summary, colour: bool) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6], state_code: &str| {
+    let line = |cells: &[String; 8], state_code: &str| {
         let mut l = String::from(" ");
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             let padded = if i >= 3 {
@@ -162,16 +191,17 @@ pub fn render(s: &Summary, colour: bool) -> String {
 
 /// The backends listed one per row, and rows that each sum up the others of one state
 /// ("(990 more)", or "(1000 backends)" when none is listed), the ready ones first. Up to
-/// [`MAX_ROWS`] backends, every one is listed.
-fn listed_rows(backends: &[Row]) -> (Vec<&Row>, Vec<Row>) {
-    if backends.len() <= MAX_ROWS {
+/// `max` backends, every one is listed. A summing row shows no time: its backends took each
+/// their own.
+fn listed_rows(backends: &[Row], max: usize) -> (Vec<&Row>, Vec<Row>) {
+    if backends.len() <= max {
         return (backends.iter().collect(), Vec::new());
     }
     let mut listed = Vec::new();
     // Each summing row with how many backends it stands for.
     let mut sums: Vec<(Row, usize)> = Vec::new();
     for b in backends {
-        if b.state != "ready" && listed.len() < MAX_ROWS {
+        if b.state != "ready" && listed.len() < max {
             listed.push(b);
             continue;
         }
@@ -184,15 +214,18 @@ fn listed_rows(backends: &[Row]) -> (Vec<&Row>, Vec<Row>) {
                 sum.tools += b.tools;
                 sum.prompts += b.prompts;
                 sum.resources += b.resources;
+                sum.templates += b.templates;
             }
             None => sums.push((
                 Row {
                     name: String::new(),
                     transport: b.transport,
                     state: b.state,
+                    time: None,
                     tools: b.tools,
                     prompts: b.prompts,
                     resources: b.resources,
+                    templates: b.templates,
                     error: None,
                 },
                 1,
@@ -228,35 +261,41 @@ fn shorten(text: &str) -> String {
     cut
 }
 
-/// Log the summary: the table for people, structured events for JSON.
-pub fn log(s: &Summary, format: LogFormat, colour: bool) {
+/// The summary as a log record: the plain table for text logs (a log file; the terminal gets
+/// the table from the console), structured events for JSON.
+pub fn log(s: &Summary, format: LogFormat) {
     match format {
         LogFormat::Text => {
-            tracing::info!(target: "mcp_gateway::summary", "\n{}", render(s, colour).trim_end());
+            tracing::info!(target: SUMMARY, "\n{}", render(s, false).trim_end());
         }
         LogFormat::Json => {
+            let ms = |t: Option<Duration>| t.map(|t| t.as_millis() as u64);
             for b in &s.backends {
                 tracing::info!(
-                    target: "mcp_gateway::summary",
+                    target: SUMMARY,
                     backend = %b.name,
                     transport = b.transport,
                     state = b.state,
+                    startup_ms = ms(b.time),
                     tools = b.tools,
                     prompts = b.prompts,
                     resources = b.resources,
+                    templates = b.templates,
                     error = b.error.as_deref(),
                     "backend"
                 );
             }
             let ready = s.backends.iter().filter(|b| b.state == "ready").count();
             tracing::info!(
-                target: "mcp_gateway::summary",
+                target: SUMMARY,
                 listen = s.listen.as_deref(),
                 backends = s.backends.len(),
                 ready,
+                elapsed_ms = ms(s.elapsed),
                 tools = s.tools,
                 prompts = s.prompts,
                 resources = s.resources,
+                templates = s.templates,
                 "gateway ready"
             );
         }
@@ -275,24 +314,30 @@ mod tests {
                     name: "fixture".into(),
                     transport: "stdio",
                     state: "ready",
+                    time: Some(Duration::from_millis(2140)),
                     tools: 9,
                     prompts: 1,
                     resources: 2,
+                    templates: 1,
                     error: None,
                 },
                 Row {
                     name: "github".into(),
                     transport: "streamable-http",
                     state: "down",
+                    time: Some(Duration::from_millis(310)),
                     tools: 0,
                     prompts: 0,
                     resources: 0,
+                    templates: 0,
                     error: Some(format!("cannot reach https://x/mcp:\n{}", "e".repeat(100))),
                 },
             ],
             tools: 9,
             prompts: 1,
             resources: 2,
+            templates: 1,
+            elapsed: Some(Duration::from_millis(2200)),
         }
     }
 
@@ -307,28 +352,28 @@ mod tests {
         let table: Vec<&str> = text[expected_head.len()..].lines().collect();
         assert_eq!(
             table[0],
-            "  BACKEND  TRANSPORT        STATE    TOOLS  PROMPTS  RESOURCES"
+            "  BACKEND  TRANSPORT        STATE     TIME  TOOLS  PROMPTS  RESOURCES  TEMPLATES"
         );
         assert_eq!(
             table[1],
-            "  fixture  stdio            ready        9        1          2"
+            "  fixture  stdio            ready    2.1 s      9        1          2          1"
         );
         assert!(
             table[2].starts_with(
-                "  github   streamable-http  down         -        -          -  cannot reach https://x/mcp: eee"
+                "  github   streamable-http  down     0.3 s      -        -          -          -  cannot reach https://x/mcp: eee"
             ),
             "{}",
             table[2]
         );
         assert!(
-            table[2].ends_with('…') && table[2].chars().count() < 170,
+            table[2].ends_with('…') && table[2].chars().count() < 190,
             "{}",
             table[2]
         );
         assert!(table[3].trim_start().chars().all(|c| c == '─'));
         assert_eq!(
             table[4],
-            "  total    2 backends       1 ready      9        1          2"
+            "  total    2 backends       1 ready  2.2 s      9        1          2          1"
         );
         assert!(
             !text.contains('\x1b'),
@@ -364,9 +409,11 @@ mod tests {
                 name: format!("fx{i:04}"),
                 transport: "stdio",
                 state: state(i),
+                time: Some(Duration::from_millis(100)),
                 tools: 5,
                 prompts: 0,
                 resources: 1,
+                templates: 0,
                 error: (state(i) == "down").then(|| "exited".to_owned()),
             })
             .collect();
@@ -377,6 +424,8 @@ mod tests {
             tools: 5 * ready,
             prompts: 0,
             resources: ready,
+            templates: 0,
+            elapsed: Some(Duration::from_secs(3)),
         }
     }
 
@@ -410,12 +459,12 @@ mod tests {
         }
         assert_eq!(
             rows[3],
-            "  (997 more)  stdio          ready       4985        0        997"
+            "  (997 more)  stdio          ready          -   4985        0        997          0"
         );
         let total = text.lines().last().unwrap_or_default();
         assert_eq!(
             total,
-            "  total       1000 backends  997 ready   4985        0        997"
+            "  total       1000 backends  997 ready  3.0 s   4985        0        997          0"
         );
     }
 
@@ -424,7 +473,9 @@ mod tests {
         let rows = rows(&render(&many(1000, |_| "ready"), false));
         assert_eq!(
             rows,
-            ["  (1000 backends)  stdio          ready        5000        0       1000"]
+            [
+                "  (1000 backends)  stdio          ready           -   5000        0       1000          0"
+            ]
         );
     }
 
@@ -456,6 +507,8 @@ mod tests {
             tools: 0,
             prompts: 0,
             resources: 0,
+            templates: 0,
+            elapsed: None,
         };
         let text = render(&s, false);
         assert!(text.contains("stdio            this process's stdin and stdout"));

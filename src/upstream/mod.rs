@@ -35,6 +35,8 @@ use transport::{Transport, TransportError};
 use crate::catalog::Listing;
 use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
 use crate::telemetry::Metrics;
+use crate::telemetry::console::STARTUP;
+use crate::telemetry::table::seconds;
 
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -73,6 +75,11 @@ pub struct Status {
     pub last_error: Option<String>,
     /// When `state` was entered.
     pub since: Instant,
+    /// When the current attempt to start began (its process started, or its connection
+    /// opened); `None` while it waits for its turn.
+    pub attempt: Option<Instant>,
+    /// How long the last attempt to start took to end ready or failed.
+    pub took: Option<Duration>,
     pub restarts: u32,
     pub server_info: Option<Value>,
     pub protocol_version: Option<String>,
@@ -239,6 +246,8 @@ impl Backend {
                 state: initial,
                 last_error: None,
                 since: Instant::now(),
+                attempt: None,
+                took: None,
                 restarts: 0,
                 server_info: None,
                 protocol_version: None,
@@ -314,8 +323,16 @@ impl Backend {
 
     /// Enter `state`; `error` is redacted and cut before anyone can read it.
     fn set(&self, state: State, error: Option<String>) {
+        self.set_after(state, error, None);
+    }
+
+    /// [`Self::set`] at the end of an attempt to start that took `took`.
+    fn set_after(&self, state: State, error: Option<String>, took: Option<Duration>) {
         let error = error.map(|e| crate::redact::error(&e));
         self.status.send_modify(|s| {
+            if took.is_some() {
+                s.took = took;
+            }
             // Every failure, a session that ended or a start that failed, is retried.
             if state == State::Down {
                 s.restarts += 1;
@@ -386,6 +403,13 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
             t = ctx.turn(&backend) => t,
         };
         let began = Instant::now();
+        backend.status.send_modify(|s| s.attempt = Some(began));
+        tracing::info!(
+            target: STARTUP,
+            backend = %backend.name,
+            transport = backend.spec().transport_kind(),
+            "backend starting"
+        );
         let attempt = tokio::select! {
             _ = backend.stop.cancelled() => break,
             r = connect(&backend, &ctx) => r,
@@ -401,13 +425,16 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 // Callable before its names are published, ready once they are.
                 backend.set_conn(Some(conn.clone()));
                 publish(&backend, &ctx, listing).await;
-                backend.set(State::Ready, None);
+                let took = began.elapsed();
+                backend.set_after(State::Ready, None, Some(took));
                 drop(turn);
                 tracing::info!(
+                    target: STARTUP,
                     backend = %backend.name,
                     transport = backend.spec().transport_kind(),
-                    startup_ms = began.elapsed().as_millis() as u64,
-                    "backend ready"
+                    startup_ms = took.as_millis() as u64,
+                    "backend ready in {}",
+                    seconds(took)
                 );
                 let stopped = tokio::select! {
                     _ = backend.stop.cancelled() => true,
@@ -434,9 +461,17 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
             }
             Err(e) => {
                 let e = crate::redact::error(&e);
-                tracing::warn!(backend = %backend.name, error = %e, "backend failed to start");
+                let took = began.elapsed();
+                tracing::warn!(
+                    target: STARTUP,
+                    backend = %backend.name,
+                    transport = backend.spec().transport_kind(),
+                    startup_ms = took.as_millis() as u64,
+                    "backend failed after {}: {e}",
+                    seconds(took)
+                );
                 ctx.metrics.backend_restart(&backend.name);
-                backend.set(State::Down, Some(e));
+                backend.set_after(State::Down, Some(e), Some(took));
                 drop(turn);
             }
         }
@@ -445,7 +480,10 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        backend.status.send_modify(|s| s.state = State::Starting);
+        backend.status.send_modify(|s| {
+            s.state = State::Starting;
+            s.attempt = None;
+        });
     }
     backend.set(State::Stopped, None);
 }
