@@ -74,6 +74,8 @@ def test_helm_lint_is_clean(which: str) -> None:
     {"stdio": {"allowCommands": "npx"}},   # a string, not a list
     {"service": {"port": 70000}},
     {"podDisruptionBudget": {"enabled": "yes"}},
+    {"image": {"variant": "nodejs"}},      # renders a tag no build makes
+    {"image": {"variant": "Node"}},
     {"rbac": {"referenceNamespaces": ["Team_A"]}},
 ])
 def test_values_schema_refuses_mistakes(bad: dict) -> None:
@@ -81,6 +83,25 @@ def test_values_schema_refuses_mistakes(bad: dict) -> None:
         chart.validate_schema(None)  # the defaults themselves pass
         with pytest.raises(helm_python.HelmValuesError):
             chart.validate_schema(bad)
+
+
+def test_image_variants_are_the_dockerfile_targets() -> None:
+    """Each image.variant the schema allows is an image the Dockerfile builds: "" its default
+    (last) stage, any other value the stage of that name, tagged <version>-<variant>."""
+    import json
+    import re
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    variants = schema["properties"]["image"]["properties"]["variant"]["enum"]
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE | re.IGNORECASE)
+    assert "" in variants
+    for v in variants:
+        if v:
+            assert v in stages and v != stages[-1], f"variant {v!r} is no Dockerfile target: {stages}"
+            assert container(objects({"image": {"variant": v}}))["image"].endswith(f":0.1.0-{v}")
+    with helm_python.Chart.load(CHART) as chart:
+        for v in variants:
+            chart.validate_schema({"image": {"variant": v}})
 
 
 def test_chart_metadata_matches_the_crate() -> None:
