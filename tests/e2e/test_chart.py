@@ -74,12 +74,34 @@ def test_helm_lint_is_clean(which: str) -> None:
     {"stdio": {"allowCommands": "npx"}},   # a string, not a list
     {"service": {"port": 70000}},
     {"podDisruptionBudget": {"enabled": "yes"}},
+    {"image": {"variant": "nodejs"}},      # renders a tag no build makes
+    {"image": {"variant": "Node"}},
+    {"rbac": {"referenceNamespaces": ["Team_A"]}},
 ])
 def test_values_schema_refuses_mistakes(bad: dict) -> None:
     with helm_python.Chart.load(CHART) as chart:
         chart.validate_schema(None)  # the defaults themselves pass
         with pytest.raises(helm_python.HelmValuesError):
             chart.validate_schema(bad)
+
+
+def test_image_variants_are_the_dockerfile_targets() -> None:
+    """Each image.variant the schema allows is an image the Dockerfile builds: "" its default
+    (last) stage, any other value the stage of that name, tagged <version>-<variant>."""
+    import json
+    import re
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    variants = schema["properties"]["image"]["properties"]["variant"]["enum"]
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE | re.IGNORECASE)
+    assert "" in variants
+    for v in variants:
+        if v:
+            assert v in stages and v != stages[-1], f"variant {v!r} is no Dockerfile target: {stages}"
+            assert container(objects({"image": {"variant": v}}))["image"].endswith(f":0.1.0-{v}")
+    with helm_python.Chart.load(CHART) as chart:
+        for v in variants:
+            chart.validate_schema({"image": {"variant": v}})
 
 
 def test_chart_metadata_matches_the_crate() -> None:
@@ -277,6 +299,10 @@ def test_static_config_is_accepted_by_the_gateway(test_objs: list[dict], tmp_pat
 
 @pytest.mark.parametrize("which", VALUE_SETS)
 def test_rbac_is_least_privilege(which: str) -> None:
+    """Exactly the verbs the gateway's code uses (README.md, RBAC): kube's watcher lists and
+    watches McpBackends, status is server-side applied (patch), kube's event Recorder creates
+    and patches events.k8s.io Events, kube-lease-manager gets, creates and patches its Lease,
+    and the controller reads referenced Secrets and ConfigMaps one by one (get_opt)."""
     objs = objects(values_for(which))
     rules = rules_of(objs, "Role") + rules_of(objs, "ClusterRole")
     assert rules
@@ -288,11 +314,11 @@ def test_rbac_is_least_privilege(which: str) -> None:
         found = [r for _, r in rules if resource in r["resources"]]
         assert found and all(r["verbs"] == ["get"] for r in found), found
     verbs = lambda res: {v for _, r in rules if res in r["resources"] for v in r["verbs"]}  # noqa: E731
-    assert verbs("mcpbackends") == {"get", "list", "watch"}
-    assert verbs("mcpbackends/status") == {"get", "patch", "update"}
+    assert verbs("mcpbackends") == {"list", "watch"}
+    assert verbs("mcpbackends/status") == {"patch"}
     assert verbs("events") == {"create", "patch"}
-    assert {g for _, r in rules if "events" in r["resources"] for g in r["apiGroups"]} == {"", "events.k8s.io"}
-    assert verbs("leases") == {"get", "create", "update", "patch"}
+    assert {g for _, r in rules if "events" in r["resources"] for g in r["apiGroups"]} == {"events.k8s.io"}
+    assert verbs("leases") == {"get", "create", "patch"}
     # The Lease is only ever touched in the release namespace, by a Role.
     assert {ns for ns, _ in rules_for(objs, "Role", "leases")} == {NAMESPACE}
     assert not rules_for(objs, "ClusterRole", "leases")
@@ -300,10 +326,62 @@ def test_rbac_is_least_privilege(which: str) -> None:
     assert every_resource == {"mcpbackends", "mcpbackends/status", "events", "secrets", "configmaps", "leases"}
 
 
+RBAC_CASES = {
+    "default": {},
+    "watched": {"watchNamespaces": ["team-a", "team-b"]},
+    "references": {"rbac": {"referenceNamespaces": ["team-a", "team-b"]}},
+    "named": {"rbac": {"secretNames": ["github-token"], "configMapNames": ["mcp-settings"]}},
+}
+
+
+@pytest.mark.parametrize("case", RBAC_CASES)
+def test_rbac_reads_no_secret_cluster_wide(case: str) -> None:
+    """Whatever the values, Secrets and ConfigMaps are only ever readable through Roles, in the
+    namespaces the gateway serves, bound to the gateway's own service account."""
+    vals = RBAC_CASES[case]
+    objs = objects(vals)
+    for o in by_kind(objs, "ClusterRole"):
+        for r in o["rules"]:
+            assert r.get("apiGroups") != [""] and not {"secrets", "configmaps"} & set(r["resources"]), \
+                f"ClusterRole {o['metadata']['name']} grants {r}"
+    for b in by_kind(objs, "ClusterRoleBinding"):
+        assert b["roleRef"]["kind"] == "ClusterRole"
+        assert b["roleRef"]["name"] in {o["metadata"]["name"] for o in by_kind(objs, "ClusterRole")}
+    expected = set(vals.get("watchNamespaces") or vals.get("rbac", {}).get("referenceNamespaces") or [NAMESPACE])
+    for resource in ("secrets", "configmaps"):
+        assert {ns for ns, _ in rules_for(objs, "Role", resource)} == expected, resource
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in by_kind(objs, "Role")}
+    bound = {(b["metadata"]["namespace"], b["roleRef"]["name"]): b for b in by_kind(objs, "RoleBinding")}
+    for key, role in roles.items():
+        assert key in bound, f"Role {key} is not bound"
+        assert bound[key]["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+
+
+def test_rbac_names_narrow_every_reference_rule() -> None:
+    """resourceNames narrows get exactly (it cannot narrow list or watch, which the gateway
+    never asks for on Secrets and ConfigMaps)."""
+    for vals in ({}, {"watchNamespaces": ["team-a"]}):
+        objs = objects({**vals, "rbac": {"secretNames": ["a", "b"], "configMapNames": ["c"]}})
+        for resource, names in (("secrets", ["a", "b"]), ("configmaps", ["c"])):
+            found = rules_for(objs, "Role", resource) + rules_for(objs, "ClusterRole", resource)
+            assert found
+            for _, r in found:
+                assert r["verbs"] == ["get"] and r["resourceNames"] == names, r
+
+
+def test_rbac_reference_namespaces_only_apply_when_watching_all() -> None:
+    objs = objects({"watchNamespaces": ["team-a"], "rbac": {"referenceNamespaces": ["other"]}})
+    assert {ns for ns, _ in rules_for(objs, "Role", "secrets")} == {"team-a"}
+    assert not [o for o in objs if o["metadata"].get("namespace") == "other"]
+
+
 def test_rbac_all_namespaces_uses_a_cluster_role(default_objs: list[dict]) -> None:
     assert rules_for(default_objs, "ClusterRole", "mcpbackends")
     assert not rules_for(default_objs, "Role", "mcpbackends")
     assert not any("resourceNames" in r for _, r in rules_of(default_objs, "ClusterRole"))
+    # References are read in the release namespace only, by a Role of their own.
+    assert {ns for ns, _ in rules_for(default_objs, "Role", "secrets")} == {NAMESPACE}
+    assert not rules_for(default_objs, "ClusterRole", "secrets")
     (binding,) = by_kind(default_objs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == one(default_objs, "ClusterRole")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]

@@ -2,7 +2,7 @@
 
 Every check compares a scrape taken before some traffic with one taken after, so the numbers
 asserted are exactly the traffic the test made. The scraped text must also pass
-`promtool check metrics` (installed by scripts/install-peers.sh).
+`promtool check metrics` (unpacked into .peers/bin by scripts/install-peers.sh).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import httpx
 import psutil
 import pytest
-from conftest import Endpoint, Recorder, fixture_spec, wait_until
+from conftest import PEERS, Endpoint, Recorder, fixture_spec, wait_until
 from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.gateway_only
@@ -231,9 +231,10 @@ async def test_promtool_accepts_the_exposition(gw: Endpoint):
     async with gw.connect("mcp") as c:
         await c.call_tool("ev__echo", {"message": "for promtool"})
     text = scrape(gw).text
-    promtool = shutil.which("promtool")
+    peer = PEERS / "bin" / "promtool"
+    promtool = str(peer) if peer.exists() else shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool is not installed (scripts/install-peers.sh installs it)")
+        pytest.fail("promtool is not installed (scripts/install-peers.sh puts it in .peers/bin)")
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", \
         f"promtool check metrics (exit {r.returncode}):\n{r.stdout}{r.stderr}"

@@ -81,21 +81,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The McpBackend, Secret, ConfigMap and Event rules, for a ClusterRole or a per-namespace Role. */}}
-{{- define "mcp-gateway.watchRules" -}}
+{{/* What the controller does with McpBackends, for a ClusterRole or a per-namespace Role: list and
+watch them (kube's watcher: no get), server-side apply their status (a patch), and record Events
+about them (events.k8s.io: create, then patch for a repeat). */}}
+{{- define "mcp-gateway.backendRules" -}}
 - apiGroups: ["mcpgateway.dev"]
   resources: ["mcpbackends"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["mcpgateway.dev"]
   resources: ["mcpbackends/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Secrets and ConfigMaps referenced by McpBackend env/headers: read by name only, never listed.
+{{- end }}
+
+{{/* Secrets and ConfigMaps that McpBackends reference in env/headers: read one at a time by name
+(get), never listed or watched, so resourceNames narrows them exactly. Only ever in a Role. */}}
+{{- define "mcp-gateway.referenceRules" -}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
@@ -108,4 +111,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   {{- with .Values.rbac.configMapNames }}
   resourceNames: {{ toJson . }}
   {{- end }}
+{{- end }}
+
+{{/* The namespaces whose Secrets and ConfigMaps may be read, as JSON: the watched ones, or with
+every namespace watched, rbac.referenceNamespaces (default: the release namespace). */}}
+{{- define "mcp-gateway.referenceNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- toJson .Values.watchNamespaces }}
+{{- else }}
+{{- toJson (default (list .Release.Namespace) .Values.rbac.referenceNamespaces) }}
+{{- end }}
 {{- end }}
