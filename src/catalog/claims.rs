@@ -118,19 +118,16 @@ struct Plan {
 /// The new parts of one list, and the edits they make to its index.
 struct Changes<T> {
     parts: Vec<(Arc<str>, Vec<T>)>,
-    /// Entries whose name stays but whose entry changed.
-    replaced: Vec<T>,
-    /// Names no longer published by the backend that published them.
+    /// Names no longer published where they were.
     dropped: Vec<Arc<str>>,
-    /// Entries under names their backend did not publish before.
-    added: Vec<T>,
+    /// Names published somewhere new (another backend, or another position in the same).
+    added: Vec<(Arc<str>, At)>,
 }
 
 impl<T> Default for Changes<T> {
     fn default() -> Self {
         Self {
             parts: Vec::new(),
-            replaced: Vec::new(),
             dropped: Vec::new(),
             added: Vec::new(),
         }
@@ -138,7 +135,7 @@ impl<T> Default for Changes<T> {
 }
 
 /// An entry that an index holds under its name.
-trait Indexed: Clone + PartialEq {
+trait Indexed: PartialEq {
     fn key(&self) -> &Arc<str>;
 }
 
@@ -155,17 +152,23 @@ impl Indexed for ResourceEntry {
 }
 
 impl<T: Indexed> Changes<T> {
-    /// `backend`'s part becomes `new` (it was `old`), unless they are equal.
+    /// `backend`'s part becomes `new` (it was `old`), unless they are equal. An entry that
+    /// changed but kept its name and position (a new description) leaves the index alone.
     fn part(&mut self, backend: &Arc<str>, old: &[T], new: Vec<T>) {
+        let at = |pos| At {
+            backend: backend.clone(),
+            pos,
+        };
         if old.len() == new.len() {
             let mut changed = false;
-            for (o, n) in old.iter().zip(&new).filter(|(o, n)| o != n) {
+            for (pos, (o, n)) in old.iter().zip(&new).enumerate() {
+                if o == n {
+                    continue;
+                }
                 changed = true;
-                if o.key() == n.key() {
-                    self.replaced.push(n.clone());
-                } else {
+                if o.key() != n.key() {
                     self.dropped.push(o.key().clone());
-                    self.added.push(n.clone());
+                    self.added.push((n.key().clone(), at(pos)));
                 }
             }
             if !changed {
@@ -173,34 +176,37 @@ impl<T: Indexed> Changes<T> {
             }
         } else {
             self.dropped.extend(old.iter().map(|o| o.key().clone()));
-            self.added.extend(new.iter().cloned());
+            (self.added).extend(
+                new.iter()
+                    .enumerate()
+                    .map(|(pos, n)| (n.key().clone(), at(pos))),
+            );
         }
         self.parts.push((backend.clone(), new));
     }
 
     /// Whether the names added are free once the names dropped are: held by no backend left
     /// alone, and not added twice. If so, the model's names stay distinct.
-    fn fits(&mut self, index: &OrdMap<Arc<str>, T>) -> bool {
+    fn fits(&mut self, index: &OrdMap<Arc<str>, At>) -> bool {
         if self.added.is_empty() {
             return true;
         }
         let dropped: HashSet<&str> = self.dropped.iter().map(|n| &**n).collect();
         let mut added = HashSet::with_capacity(self.added.len());
-        let fits = self.added.iter().all(|e| {
-            let name = &**e.key();
-            added.insert(name) && (dropped.contains(name) || !index.contains_key(name))
+        let fits = self.added.iter().all(|(name, _)| {
+            added.insert(&**name) && (dropped.contains(&**name) || !index.contains_key(&**name))
         });
-        // A name dropped by one backend and added by another is replaced, not removed.
+        // A name dropped in one place and added in another is moved, not removed.
         self.dropped.retain(|n| !added.contains(&**n));
         fits
     }
 
-    fn publish(self, section: &mut Section<T>, index: &mut OrdMap<Arc<str>, T>) {
+    fn publish(self, section: &mut Section<T>, index: &mut OrdMap<Arc<str>, At>) {
         for name in &self.dropped {
             index.remove(&**name);
         }
-        for e in self.replaced.into_iter().chain(self.added) {
-            index.insert(e.key().clone(), e);
+        for (name, at) in self.added {
+            index.insert(name, at);
         }
         for (backend, part) in self.parts {
             section.put(&backend, part.into());
