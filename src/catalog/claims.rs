@@ -23,7 +23,8 @@
 //! around a taken name). The snapshot's indexes hold every public name, so an incremental
 //! change checks that the names it adds are not held by a backend it leaves alone; if they
 //! are (a tool whose name is another's renaming, a backend listing one name three times),
-//! the change takes a full build, which also says whether the model holds again.
+//! the change takes a full build, which also says whether the model holds; until one finds
+//! that it does, every change takes a full build.
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{BTreeSet, HashSet};
@@ -238,6 +239,10 @@ impl Catalog {
             let claims = &mut self.claims[kind as usize];
             let affected = &mut affected[kind as usize];
             affected.insert(name.clone());
+            if old.names(kind).eq(new.names(kind)) {
+                // The same names (a re-listing with new definitions): the same claims.
+                continue;
+            }
             let before: HashSet<&Arc<str>> = old.names(kind).collect();
             let after: HashSet<&Arc<str>> = new.names(kind).collect();
             for &wanted in before.difference(&after) {

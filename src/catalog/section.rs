@@ -43,8 +43,9 @@ impl<T> Section<T> {
         self.parts.get(backend).map_or(&[], |part| part)
     }
 
-    /// The items from position `at` on: the parts before it are skipped by their lengths.
-    pub(super) fn iter_from(&self, mut at: usize) -> impl Iterator<Item = &T> + '_ {
+    /// The items from position `at` on, a part (or the rest of one) at a time: the parts
+    /// before it are skipped by their lengths.
+    pub(super) fn slices_from(&self, mut at: usize) -> impl Iterator<Item = &[T]> + '_ {
         let mut parts = self.parts.values();
         let mut first: &[T] = &[];
         for part in parts.by_ref() {
@@ -54,7 +55,7 @@ impl<T> Section<T> {
             }
             at -= part.len();
         }
-        first.iter().chain(parts.flat_map(|part| part.iter()))
+        std::iter::once(first).chain(parts.map(|part| &**part))
     }
 
     /// Make `part` `backend`'s part (an empty one removes it).
