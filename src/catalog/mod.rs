@@ -5,29 +5,45 @@
 //! [`CatalogHandle`] publishes snapshots on a `watch` channel, so the request path reads one
 //! `Arc<Snapshot>` without locks and sessions learn about changes by watching.
 //!
-//! Cost is kept where the change is. A listing is compacted once when it arrives: each
-//! definition is serialized to JSON text and the parsed values are dropped, so 50,000 tools
-//! hold a few tens of megabytes, not gigabytes of `Value` trees. A backend's names (prefix and
-//! filter applied) are worked out when its listing or spec changes and kept. A new snapshot
-//! then only links what every backend already has (shared `Arc`s, no definition is copied) and
-//! indexes the names. A list answer is written from the definitions' text piece by piece as
-//! the client reads it ([`Snapshot::write_items`]): no list is ever held twice.
+//! Cost is kept where the change is. A listing is compacted once when it arrives, before the
+//! catalog's lock is taken: each definition is serialized to JSON text and the parsed values
+//! are dropped, so 50,000 tools hold a few tens of megabytes, not gigabytes of `Value` trees;
+//! definitions equal to ones the backend listed before are taken from the old listing, so a
+//! re-listing holds one copy of what did not change. A backend's names (prefix and filter
+//! applied) are worked out when its listing or spec changes.
+//!
+//! A snapshot is persistent: each list is every backend's part of it ([`Section`]), each name
+//! index a persistent ordered map from name to (backend, position), so a new snapshot shares
+//! all that the change did not touch with the one before. Publishing a change to one backend
+//! costs O(its items × log n) to replace its parts and index its names, plus O(log backends)
+//! map work, however large the catalog (`claims.rs` says how collisions are worked out again
+//! for the names the change touched). Only while some name meets another's renaming (rare: see
+//! `claims.rs`) do changes take a full build, O(every item). Reading costs a little more than a
+//! flat list would: a lookup by name is two ordered-map lookups, and writing a list from a
+//! position first walks the backends' parts to find it (O(backends), pointer work only). A
+//! list answer is written from the definitions' text piece by piece as the client reads it
+//! ([`Snapshot::write_items`]): no list is ever held twice.
 //!
 //! Names are resolved deterministically: backends are visited in name order, so the outcome
 //! does not depend on which backend happened to start first. A collision is never silent:
 //! the loser is renamed (tools, prompts) or hidden (resource URIs) and reported.
 
+mod claims;
 pub mod naming;
+mod section;
 pub mod uri_template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use imbl::OrdMap;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::spec::{BackendSpec, ToolFilter};
+use claims::Claims;
+pub use section::Section;
 use uri_template::UriTemplate;
 
 /// Everything a backend lists, read to the end of every page.
@@ -179,20 +195,31 @@ pub struct Collision {
     pub renamed: Option<String>,
 }
 
-/// An immutable view of the whole catalog.
-#[derive(Debug, Default)]
+/// An immutable view of the whole catalog. Each list is kept as every backend's part of it
+/// ([`Section`]) and each index as a persistent map, so that snapshots share all that one
+/// change did not touch: cloning one is O(1), and the next differs only by the changed
+/// backends' parts and names.
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub tools: Vec<Entry>,
-    pub prompts: Vec<Entry>,
-    pub resources: Vec<ResourceEntry>,
-    pub templates: Vec<TemplateEntry>,
-    pub collisions: Vec<Collision>,
-    tool_index: HashMap<Arc<str>, usize>,
-    prompt_index: HashMap<Arc<str>, usize>,
-    resource_index: HashMap<Arc<str>, usize>,
-    /// Published (tools, prompts, resources, templates) per backend, counted once per
-    /// snapshot: the admin views and the metrics ask for every backend's counts.
-    counts: HashMap<Arc<str>, [usize; 4]>,
+    pub tools: Section<Entry>,
+    pub prompts: Section<Entry>,
+    pub resources: Section<ResourceEntry>,
+    pub templates: Section<TemplateEntry>,
+    /// Every collision, by the losing backend (in name order), then tools, prompts and
+    /// resources, each in listing order: the order of a build that visits backends in turn.
+    pub collisions: Section<Collision>,
+    tool_index: OrdMap<Arc<str>, At>,
+    prompt_index: OrdMap<Arc<str>, At>,
+    resource_index: OrdMap<Arc<str>, At>,
+}
+
+/// Where an index finds a name: the backend's part, and the position in it. Smaller than the
+/// entry itself (50,000 tools are indexed), and unchanged when only the entry's definition
+/// changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct At {
+    backend: Arc<str>,
+    pos: usize,
 }
 
 /// The index. Pure: no I/O, no clocks.
@@ -200,14 +227,32 @@ pub struct Snapshot {
 pub struct Catalog {
     separator: String,
     backends: BTreeMap<Arc<str>, Backend>,
+    /// Who wants each tool name, prompt name and resource URI (by [`Kind`]).
+    claims: [Claims; 3],
+    /// What is published, brought up to date change by change.
+    snap: Snapshot,
+    /// Whether `snap` is what `claims` say (see [`claims`]): false only after a full build
+    /// found a name that neither its first claimant nor a plain renaming explains, in which
+    /// case changes take full builds until one finds none.
+    exact: bool,
+    /// Full builds so far, for the tests to see which changes took one.
+    #[cfg(test)]
+    rebuilds: usize,
 }
 
 #[derive(Debug)]
 struct Backend {
     prefix: String,
     filter: Filter,
+    wants: Wants,
+}
+
+/// What a backend asks to publish: its listing, and its tools and prompts with the names
+/// they want (prefix and filter applied).
+#[derive(Debug, Default)]
+struct Wants {
     listed: Option<Arc<Listed>>,
-    /// `listed` with the prefix and the filter applied: (wanted public name, definition).
+    /// (wanted public name, definition), in listing order.
     tools: Vec<(Arc<str>, Arc<Def>)>,
     prompts: Vec<(Arc<str>, Arc<Def>)>,
 }
@@ -234,12 +279,63 @@ impl Listed {
                 .collect(),
         }
     }
+
+    /// Take `old`'s definition wherever an equal one is listed again. A re-listing then holds
+    /// one copy of what did not change, and the snapshot, which keeps entries that are equal
+    /// to the ones it has, does not hold on to a second.
+    fn share_with(&mut self, old: &Listed) {
+        share(&mut self.tools, &old.tools, |d| &d.upstream);
+        share(&mut self.prompts, &old.prompts, |d| &d.upstream);
+        share(&mut self.resources, &old.resources, |d| &d.key);
+        share(&mut self.templates, &old.templates, |d| &d.key);
+    }
+}
+
+/// Replace each of `new` by the equal one of `old`: at the same place, or else by name (looked
+/// up only when the names at the same place differ).
+fn share<T: PartialEq>(new: &mut [Arc<T>], old: &[Arc<T>], name: impl Fn(&T) -> &str) {
+    let mut by_name: Option<HashMap<&str, &Arc<T>>> = None;
+    for (i, def) in new.iter_mut().enumerate() {
+        let was = match old.get(i) {
+            Some(was) if name(was) == name(def) => Some(was),
+            _ => {
+                let by_name =
+                    by_name.get_or_insert_with(|| old.iter().map(|d| (name(d), d)).collect());
+                by_name.get(name(def)).copied()
+            }
+        };
+        if let Some(was) = was.filter(|was| **was == *def) {
+            *def = was.clone();
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Filter {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+}
+
+/// The namespaces in which two backends can want the same name, in the order a backend's
+/// collisions are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+const KINDS: [Kind; 3] = [Kind::Tool, Kind::Prompt, Kind::Resource];
+
+impl Kind {
+    /// As [`Collision::kind`] spells it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Prompt => "prompt",
+            Self::Resource => "resource",
+        }
+    }
 }
 
 // === impl Catalog ===
@@ -249,29 +345,38 @@ impl Catalog {
         Self {
             separator: separator.into(),
             backends: BTreeMap::new(),
+            claims: Default::default(),
+            snap: Snapshot::default(),
+            exact: true,
+            #[cfg(test)]
+            rebuilds: 0,
         }
     }
 
     /// Add or replace a backend. Its listing is kept when only naming or filtering changed,
     /// so that re-applying an unchanged spec publishes the same names.
     pub fn apply(&mut self, spec: &BackendSpec) {
-        let listed = self
-            .backends
-            .remove(spec.name.as_str())
-            .and_then(|b| b.listed);
-        let mut backend = Backend {
+        let (name, old) = match self.backends.remove_entry(spec.name.as_str()) {
+            Some((name, old)) => (name, old.wants),
+            None => (Arc::from(spec.name.as_str()), Wants::default()),
+        };
+        let backend = Backend {
             prefix: spec.prefix.clone(),
             filter: Filter::new(&spec.tools),
-            listed,
-            tools: Vec::new(),
-            prompts: Vec::new(),
+            wants: Wants::default(),
         };
-        backend.name_all(&self.separator);
-        self.backends.insert(Arc::from(spec.name.as_str()), backend);
+        let wants = backend.wants(old.listed.clone(), &self.separator, &old);
+        self.backends
+            .insert(name.clone(), Backend { wants, ..backend });
+        self.changed(&name, &old);
     }
 
     pub fn remove(&mut self, name: &str) -> bool {
-        self.backends.remove(name).is_some()
+        let Some((name, old)) = self.backends.remove_entry(name) else {
+            return false;
+        };
+        self.changed(&name, &old.wants);
+        true
     }
 
     /// Set (or clear, when the backend went down) what a backend lists. Unknown backends are
@@ -281,85 +386,162 @@ impl Catalog {
     }
 
     fn set_listed(&mut self, name: &str, listed: Option<Arc<Listed>>) {
-        if let Some(b) = self.backends.get_mut(name) {
-            b.listed = listed;
-            b.name_all(&self.separator);
+        let Some((name, backend)) = self.backends.get_key_value(name) else {
+            return;
+        };
+        let name = name.clone();
+        let listed = listed.map(|mut listed| {
+            if let (Some(new), Some(old)) = (Arc::get_mut(&mut listed), &backend.wants.listed) {
+                new.share_with(old);
+            }
+            listed
+        });
+        let wants = backend.wants(listed, &self.separator, &backend.wants);
+        let Some(backend) = self.backends.get_mut(&name) else {
+            return;
+        };
+        let old = std::mem::replace(&mut backend.wants, wants);
+        self.changed(&name, &old);
+    }
+
+    /// The current snapshot: O(1), it shares everything with the catalog's.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap.clone()
+    }
+
+    /// The snapshot built from scratch, visiting every backend: what [`Catalog::snapshot`]
+    /// always equals, and what a change costs when it cannot be published incrementally.
+    pub fn rebuilt(&self) -> Snapshot {
+        self.build().0
+    }
+
+    /// Replace the snapshot with a full build, sharing the parts that came out equal.
+    fn rebuild(&mut self) {
+        let (mut snap, exact) = self.build();
+        let old = &self.snap;
+        snap.tools.share_with(&old.tools);
+        snap.prompts.share_with(&old.prompts);
+        snap.resources.share_with(&old.resources);
+        snap.templates.share_with(&old.templates);
+        snap.collisions.share_with(&old.collisions);
+        self.snap = snap;
+        self.exact = exact;
+        #[cfg(test)]
+        {
+            self.rebuilds += 1;
         }
     }
 
-    /// Link every backend's published entries into a snapshot. No definition is copied.
-    pub fn snapshot(&self) -> Snapshot {
+    /// Link every backend's published entries into a snapshot, backends in name order: the
+    /// first to want a name gets it. No definition is copied. Also tells whether the result
+    /// is what the claims model gives (see [`claims`]).
+    fn build(&self) -> (Snapshot, bool) {
         let mut snap = Snapshot::default();
-        let total = |f: fn(&Backend) -> usize| self.backends.values().map(f).sum::<usize>();
-        snap.tools.reserve(total(|b| b.tools.len()));
-        snap.prompts.reserve(total(|b| b.prompts.len()));
-        let mut tool_names = Names::with_capacity(snap.tools.capacity());
-        let mut prompt_names = Names::with_capacity(snap.prompts.capacity());
+        let mut exact = true;
+        let mut tool_names = Names::default();
+        let mut prompt_names = Names::default();
         for (name, backend) in &self.backends {
-            for (wanted, def) in &backend.tools {
-                let public = tool_names.claim(wanted, name, def, "tool", &mut snap.collisions);
-                snap.tools.push(entry(public, name, def));
-            }
-            for (wanted, def) in &backend.prompts {
-                let public = prompt_names.claim(wanted, name, def, "prompt", &mut snap.collisions);
-                snap.prompts.push(entry(public, name, def));
-            }
-            let Some(listed) = &backend.listed else {
-                continue;
+            let wants = &backend.wants;
+            let mut lost = Vec::new();
+            let mut named = |names: &mut Names, kind, (wanted, def): &(Arc<str>, Arc<Def>)| {
+                let public = names.claim(wanted, name, def, kind, &mut lost, &mut exact);
+                entry(public, name, def)
             };
-            for def in &listed.resources {
-                if let Some(&i) = snap.resource_index.get(&def.key) {
-                    snap.collisions.push(Collision {
-                        kind: "resource",
+            let tools: Vec<Entry> = (wants.tools.iter())
+                .map(|w| named(&mut tool_names, Kind::Tool, w))
+                .collect();
+            let prompts: Vec<Entry> = (wants.prompts.iter())
+                .map(|w| named(&mut prompt_names, Kind::Prompt, w))
+                .collect();
+            let mut resources = Vec::new();
+            for def in wants.resources() {
+                if let Some(winner) = snap.resource_index.get(&def.key) {
+                    lost.push(Collision {
+                        kind: Kind::Resource.name(),
                         name: def.key.to_string(),
-                        winner: snap.resources[i].backend.to_string(),
+                        winner: winner.backend.to_string(),
                         loser: name.to_string(),
                         renamed: None,
                     });
                     continue;
                 }
-                snap.resource_index
-                    .insert(def.key.clone(), snap.resources.len());
-                snap.resources.push(ResourceEntry {
-                    uri: def.key.clone(),
+                let at = At {
                     backend: name.clone(),
-                    def: def.clone(),
-                });
+                    pos: resources.len(),
+                };
+                snap.resource_index.insert(def.key.clone(), at);
+                resources.push(resource_entry(name, def));
             }
-            for def in &listed.templates {
-                snap.templates.push(TemplateEntry {
-                    template: def.key.clone(),
-                    backend: name.clone(),
-                    def: def.clone(),
-                });
+            let templates: Vec<TemplateEntry> = (wants.templates().iter())
+                .map(|def| template_entry(name, def))
+                .collect();
+            for (index, entries) in [
+                (&mut snap.tool_index, &tools),
+                (&mut snap.prompt_index, &prompts),
+            ] {
+                for (pos, e) in entries.iter().enumerate() {
+                    let backend = name.clone();
+                    index.insert(e.public.clone(), At { backend, pos });
+                }
             }
+            snap.tools.put(name, tools.into());
+            snap.prompts.put(name, prompts.into());
+            snap.resources.put(name, resources.into());
+            snap.templates.put(name, templates.into());
+            snap.collisions.put(name, lost.into());
         }
-        snap.tool_index = index(&snap.tools);
-        snap.prompt_index = index(&snap.prompts);
-        snap.counts = count(&snap);
-        snap
+        (snap, exact)
     }
 }
 
 // === impl Backend ===
 
 impl Backend {
-    /// Work out the wanted public names of what the backend lists (prefix and filter).
-    fn name_all(&mut self, separator: &str) {
-        let Some(listed) = &self.listed else {
-            self.tools = Vec::new();
-            self.prompts = Vec::new();
-            return;
+    /// What the backend asks to publish of `listed`: the wanted public names of its tools
+    /// (filtered) and prompts. A name equal to the one `old` has at the same place is
+    /// `old`'s, so that unchanged names are held once however often the backend re-lists.
+    fn wants(&self, listed: Option<Arc<Listed>>, separator: &str, old: &Wants) -> Wants {
+        let Some(l) = listed else {
+            return Wants::default();
         };
-        let named = |def: &Arc<Def>| {
+        let named = |old: &[(Arc<str>, Arc<Def>)], i: usize, def: &Arc<Def>| {
             let public = naming::public_name(&self.prefix, separator, &def.upstream);
-            (Arc::from(public), def.clone())
+            let same = old.get(i).filter(|(was, _)| **was == *public);
+            let public = same.map_or_else(|| Arc::from(public), |(was, _)| was.clone());
+            (public, def.clone())
         };
-        self.tools = (listed.tools.iter())
-            .filter(|d| self.filter.allows(&d.upstream))
-            .map(named)
-            .collect();
-        self.prompts = listed.prompts.iter().map(named).collect();
+        Wants {
+            tools: (l.tools.iter())
+                .filter(|d| self.filter.allows(&d.upstream))
+                .enumerate()
+                .map(|(i, def)| named(&old.tools, i, def))
+                .collect(),
+            prompts: (l.prompts.iter().enumerate())
+                .map(|(i, def)| named(&old.prompts, i, def))
+                .collect(),
+            listed: Some(l),
+        }
+    }
+}
+
+// === impl Wants ===
+
+impl Wants {
+    fn resources(&self) -> &[Arc<Item>] {
+        self.listed.as_deref().map_or(&[], |l| &l.resources)
+    }
+
+    fn templates(&self) -> &[Arc<Item>] {
+        self.listed.as_deref().map_or(&[], |l| &l.templates)
+    }
+
+    /// The names wanted in `kind`'s namespace, in listing order.
+    fn names(&self, kind: Kind) -> Box<dyn Iterator<Item = &Arc<str>> + '_> {
+        match kind {
+            Kind::Tool => Box::new(self.tools.iter().map(|(w, _)| w)),
+            Kind::Prompt => Box::new(self.prompts.iter().map(|(w, _)| w)),
+            Kind::Resource => Box::new(self.resources().iter().map(|d| &d.key)),
+        }
     }
 }
 
@@ -372,64 +554,68 @@ fn entry(public: Arc<str>, backend: &Arc<str>, def: &Arc<Def>) -> Entry {
     }
 }
 
-fn count(snap: &Snapshot) -> HashMap<Arc<str>, [usize; 4]> {
-    let mut counts: HashMap<Arc<str>, [usize; 4]> = HashMap::new();
-    let mut add = |backend: &Arc<str>, kind: usize| {
-        counts.entry(Arc::clone(backend)).or_default()[kind] += 1;
-    };
-    snap.tools.iter().for_each(|e| add(&e.backend, 0));
-    snap.prompts.iter().for_each(|e| add(&e.backend, 1));
-    snap.resources.iter().for_each(|e| add(&e.backend, 2));
-    snap.templates.iter().for_each(|e| add(&e.backend, 3));
-    counts
+fn resource_entry(backend: &Arc<str>, def: &Arc<Item>) -> ResourceEntry {
+    ResourceEntry {
+        uri: def.key.clone(),
+        backend: backend.clone(),
+        def: def.clone(),
+    }
 }
 
-fn index(entries: &[Entry]) -> HashMap<Arc<str>, usize> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.public.clone(), i))
-        .collect()
+fn template_entry(backend: &Arc<str>, def: &Arc<Item>) -> TemplateEntry {
+    TemplateEntry {
+        template: def.key.clone(),
+        backend: backend.clone(),
+        def: def.clone(),
+    }
 }
 
-/// Public names taken so far in one snapshot build, with their owners.
-struct Names(HashMap<Arc<str>, Arc<str>>);
+/// The name a tool or prompt of `backend` gets when another took the one it wants. Seeded by
+/// backend and upstream name: stable whatever the start order.
+fn renamed(wanted: &str, backend: &str, def: &Def) -> String {
+    naming::disambiguated(wanted, &format!("{backend}/{}", def.upstream))
+}
+
+/// Public names taken so far in one full build: their owners, and whether the owner took the
+/// name as a renaming.
+#[derive(Default)]
+struct Names(HashMap<Arc<str>, (Arc<str>, bool)>);
 
 impl Names {
-    fn with_capacity(n: usize) -> Self {
-        Self(HashMap::with_capacity(n))
-    }
-
-    /// Take `wanted` for `backend`, or a disambiguated name when it is taken.
+    /// Take `wanted` for `backend`, or a disambiguated name when it is taken. `exact` is
+    /// cleared when the outcome is not what the claims model gives: the wanted name was taken
+    /// by a renaming, or a renaming had to step around a taken name.
     fn claim(
         &mut self,
         wanted: &Arc<str>,
         backend: &Arc<str>,
         def: &Def,
-        kind: &'static str,
+        kind: Kind,
         collisions: &mut Vec<Collision>,
+        exact: &mut bool,
     ) -> Arc<str> {
-        let Some(winner) = self.0.get(wanted) else {
-            self.0.insert(wanted.clone(), backend.clone());
+        let Some((winner, by_renaming)) = self.0.get(wanted) else {
+            self.0.insert(wanted.clone(), (backend.clone(), false));
             return wanted.clone();
         };
+        *exact &= !by_renaming;
         let winner = winner.to_string();
-        // Seeded by backend and upstream name: stable whatever the start order.
+        let mut renamed = renamed(wanted, backend, def);
         let mut seed = format!("{backend}/{}", def.upstream);
-        let mut renamed = naming::disambiguated(wanted, &seed);
         while self.0.contains_key(renamed.as_str()) {
+            *exact = false;
             seed.push('\'');
             renamed = naming::disambiguated(wanted, &seed);
         }
         collisions.push(Collision {
-            kind,
+            kind: kind.name(),
             name: wanted.to_string(),
             winner,
             loser: backend.to_string(),
             renamed: Some(renamed.clone()),
         });
         let renamed: Arc<str> = Arc::from(renamed);
-        self.0.insert(renamed.clone(), backend.clone());
+        self.0.insert(renamed.clone(), (backend.clone(), true));
         renamed
     }
 }
@@ -471,18 +657,20 @@ fn globs(patterns: &[String]) -> Option<GlobSet> {
 
 impl Snapshot {
     pub fn tool(&self, public: &str) -> Option<&Entry> {
-        self.tool_index.get(public).map(|&i| &self.tools[i])
+        let at = self.tool_index.get(public)?;
+        self.tools.of(&at.backend).get(at.pos)
     }
 
     pub fn prompt(&self, public: &str) -> Option<&Entry> {
-        self.prompt_index.get(public).map(|&i| &self.prompts[i])
+        let at = self.prompt_index.get(public)?;
+        self.prompts.of(&at.backend).get(at.pos)
     }
 
     /// The backend that serves `uri`: a listed resource first, then the first matching
     /// template in backend order.
     pub fn resource_backend(&self, uri: &str) -> Option<&Arc<str>> {
-        if let Some(&i) = self.resource_index.get(uri) {
-            return Some(&self.resources[i].backend);
+        if let Some(at) = self.resource_index.get(uri) {
+            return Some(&at.backend);
         }
         self.templates
             .iter()
@@ -500,7 +688,12 @@ impl Snapshot {
 
     /// Published (tools, prompts, resources, templates) of one backend.
     pub fn counts(&self, backend: &str) -> [usize; 4] {
-        self.counts.get(backend).copied().unwrap_or_default()
+        [
+            self.tools.of(backend).len(),
+            self.prompts.of(backend).len(),
+            self.resources.of(backend).len(),
+            self.templates.of(backend).len(),
+        ]
     }
 
     /// How many items `list` has.
@@ -534,36 +727,78 @@ impl Snapshot {
         budget: usize,
     ) -> usize {
         let end = range.end.min(self.len(list));
-        let limit = out.len().saturating_add(budget);
-        let mut i = at.max(range.start);
-        while i < end && out.len() < limit {
-            if i > range.start {
-                out.push(b',');
-            }
-            match list {
-                List::Tools => self.tools[i].def.write(&self.tools[i].public, out),
-                List::Prompts => self.prompts[i].def.write(&self.prompts[i].public, out),
-                List::Resources => out.extend_from_slice(self.resources[i].def.text.as_bytes()),
-                List::Templates => out.extend_from_slice(self.templates[i].def.text.as_bytes()),
-            }
-            i += 1;
+        let mut w = Writer {
+            at: at.max(range.start),
+            first: range.start,
+            end,
+            limit: out.len().saturating_add(budget),
+            out,
+        };
+        if w.at >= end {
+            return w.at;
         }
-        i
+        match list {
+            List::Tools => w.write(&self.tools, |e, out| e.def.write(&e.public, out)),
+            List::Prompts => w.write(&self.prompts, |e, out| e.def.write(&e.public, out)),
+            List::Resources => w.write(&self.resources, |e, out| {
+                out.extend_from_slice(e.def.text.as_bytes())
+            }),
+            List::Templates => w.write(&self.templates, |e, out| {
+                out.extend_from_slice(e.def.text.as_bytes())
+            }),
+        }
+        w.at
     }
 
-    /// Which lists differ from `old`'s: tools, prompts, resources (with templates).
+    /// Which lists differ from `old`'s: tools, prompts, resources (with templates). The
+    /// backends' parts that both snapshots share are not looked into, so this costs
+    /// O(backends) plus the items of the backends that changed.
     pub fn changed_since(&self, old: &Snapshot) -> [bool; 3] {
-        let same = |a: &[Entry], b: &[Entry]| {
-            a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| {
-                    x.public == y.public && (Arc::ptr_eq(&x.def, &y.def) || x.def == y.def)
-                })
+        let same = |x: &Entry, y: &Entry| {
+            x.public == y.public && (Arc::ptr_eq(&x.def, &y.def) || x.def == y.def)
         };
         [
-            !same(&old.tools, &self.tools),
-            !same(&old.prompts, &self.prompts),
-            old.resources != self.resources || old.templates != self.templates,
+            !self.tools.same_as(&old.tools, same),
+            !self.prompts.same_as(&old.prompts, same),
+            !(self.resources.same_as(&old.resources, PartialEq::eq)
+                && self.templates.same_as(&old.templates, PartialEq::eq)),
         ]
+    }
+
+    /// The collisions of `self` that `old` does not have. Only the losers whose collisions
+    /// changed are looked at.
+    fn new_collisions<'a>(&'a self, old: &'a Snapshot) -> impl Iterator<Item = &'a Collision> {
+        (self.collisions.changed_parts(&old.collisions))
+            .flatten()
+            .filter(|c| !old.collisions.of(&c.loser).contains(c))
+    }
+}
+
+/// Writes a range of one list's items (see [`Snapshot::write_items`]).
+struct Writer<'a> {
+    at: usize,
+    /// The first item of the range: the only one not preceded by a comma.
+    first: usize,
+    end: usize,
+    /// Stop once `out` is this long.
+    limit: usize,
+    out: &'a mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn write<T>(&mut self, section: &Section<T>, item: impl Fn(&T, &mut Vec<u8>)) {
+        for part in section.slices_from(self.at) {
+            for e in part {
+                if self.at >= self.end || self.out.len() >= self.limit {
+                    return;
+                }
+                if self.at > self.first {
+                    self.out.push(b',');
+                }
+                item(e, self.out);
+                self.at += 1;
+            }
+        }
     }
 }
 
@@ -669,11 +904,7 @@ impl CatalogHandle {
         f(&mut catalog);
         let snap = catalog.snapshot();
         let old = self.tx.borrow().clone();
-        for c in snap
-            .collisions
-            .iter()
-            .filter(|c| !old.collisions.contains(c))
-        {
+        for c in snap.new_collisions(&old) {
             tracing::warn!(
                 kind = c.kind,
                 name = %c.name,

@@ -98,7 +98,7 @@ fn collisions_are_resolved_the_same_whatever_the_order() {
             .map(|e| (e.public.to_string(), e.backend.to_string()))
             .collect();
         got.sort();
-        (got, snap.collisions.clone())
+        (got, snap.collisions.iter().cloned().collect::<Vec<_>>())
     };
     let (ab, coll_ab) = build(&["a", "b"]);
     let (ba, coll_ba) = build(&["b", "a"]);
@@ -314,6 +314,321 @@ fn snapshots_share_what_did_not_change() {
     c.set_listing("b", Some(Arc::new(more)));
     let after = c.snapshot();
     assert_eq!(after.changed_since(&before), [true, false, true]);
-    assert!(Arc::ptr_eq(&before.tools[0].def, &after.tools[0].def));
+    let first = |s: &Snapshot| s.tools.iter().next().map(|e| e.def.clone());
+    assert!(matches!((first(&before), first(&after)), (Some(x), Some(y)) if Arc::ptr_eq(&x, &y)));
+    assert_eq!(c.snapshot().changed_since(&after), [false, false, false]);
+}
+
+/// A small seeded generator (xorshift64*): the property tests need no dependency, and a
+/// failure replays from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[self.below(from.len())]
+    }
+}
+
+const BACKENDS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// A listing drawn from small pools, so that names collide often: the same tool in several
+/// backends (with the same or an empty prefix), names that sanitize alike, a name listed
+/// twice or three times, and one that is another's renaming.
+fn random_listing(rng: &mut Rng) -> Arc<Listing> {
+    let renaming = naming::disambiguated("echo", "b/echo");
+    let mut tools = vec![
+        "echo",
+        "search",
+        "a.b",
+        "a_b",
+        "p__echo",
+        "p__search",
+        "x",
+        "y",
+    ];
+    // Rarely, a name that meets a renaming.
+    if rng.below(20) == 0 {
+        tools.push(&renaming);
+    }
+    let prompts = ["greet", "echo", "p__greet"];
+    let uris = ["mem://shared", "mem://a", "mem://b"];
+    let templates = ["mem://items/{id}", "mem://t/{x}"];
+    let some = |rng: &mut Rng, pool: &[&str], max: usize| -> Vec<String> {
+        (0..rng.below(max + 1))
+            .map(|_| rng.pick(pool).to_string())
+            .collect()
+    };
+    let revision = rng.below(3);
+    Arc::new(Listing {
+        tools: (some(rng, &tools, 5).iter())
+            .map(|t| json!({"name": t, "description": format!("{t} r{revision}")}))
+            .collect(),
+        prompts: (some(rng, &prompts, 2).iter())
+            .map(|p| json!({"name": p}))
+            .collect(),
+        resources: (some(rng, &uris, 2).iter())
+            .map(|u| json!({"uri": u, "name": format!("r{revision}")}))
+            .collect(),
+        templates: (some(rng, &templates, 1).iter())
+            .map(|t| json!({"uriTemplate": t, "name": "t"}))
+            .collect(),
+    })
+}
+
+fn random_spec(rng: &mut Rng, name: &str) -> BackendSpec {
+    let prefixes = ["", "p", "p", name, "a"];
+    let prefix = prefixes[rng.below(prefixes.len())];
+    let mut s = spec(name, prefix);
+    match rng.below(4) {
+        0 => s.tools.include = vec!["e*".into(), "a*".into()],
+        1 => s.tools.exclude = vec!["search".into()],
+        _ => {}
+    }
+    s
+}
+
+/// Apply one random change; returns what it was, for failure messages.
+fn random_change(c: &mut Catalog, rng: &mut Rng) -> String {
+    let name = *rng.pick(&BACKENDS);
+    match rng.below(10) {
+        0..=2 => {
+            c.apply(&random_spec(rng, name));
+            format!("apply {name}")
+        }
+        3 => {
+            c.remove(name);
+            format!("remove {name}")
+        }
+        4 => {
+            c.set_listing(name, None);
+            format!("down {name}")
+        }
+        5 => {
+            c.set_listing("ghost", Some(random_listing(rng)));
+            "listing of an unknown backend".into()
+        }
+        _ => {
+            let listing = random_listing(rng);
+            c.set_listing(name, Some(listing.clone()));
+            format!("set_listing {name} {listing:?}")
+        }
+    }
+}
+
+/// Everything a snapshot tells: lists in order, routes, indexes, collisions, counts, text.
+fn assert_same(got: &Snapshot, want: &Snapshot, context: &str) {
+    let all = |s: &Snapshot| {
+        (
+            s.tools.iter().cloned().collect::<Vec<_>>(),
+            s.prompts.iter().cloned().collect::<Vec<_>>(),
+            s.resources.iter().cloned().collect::<Vec<_>>(),
+            s.templates.iter().cloned().collect::<Vec<_>>(),
+            s.collisions.iter().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(all(got), all(want), "{context}");
+    assert!(got.tool_index == want.tool_index, "{context}: tool index");
+    assert!(got.prompt_index == want.prompt_index, "{context}: prompts");
+    assert!(got.resource_index == want.resource_index, "{context}");
+    for list in [List::Tools, List::Prompts, List::Resources, List::Templates] {
+        assert_eq!(whole(got, list), whole(want, list), "{context}: {list:?}");
+    }
+    for s in [got, want] {
+        assert_eq!(s.tools.iter().count(), s.tools.len(), "{context}");
+        assert_eq!(s.resources.iter().count(), s.resources.len(), "{context}");
+        assert_eq!(s.collisions.iter().count(), s.collisions.len(), "{context}");
+        for e in s.tools.iter() {
+            assert_eq!(s.tool(&e.public), Some(e), "{context}: routes {}", e.public);
+        }
+    }
+    for b in BACKENDS.iter().chain(&["ghost"]) {
+        assert_eq!(got.counts(b), want.counts(b), "{context}: counts of {b}");
+    }
+    for uri in [
+        "mem://shared",
+        "mem://a",
+        "mem://items/1",
+        "mem://t/x",
+        "x://",
+    ] {
+        assert_eq!(
+            got.resource_backend(uri),
+            want.resource_backend(uri),
+            "{context}"
+        );
+    }
+}
+
+/// `changed_since` as it was defined on whole lists.
+fn changed_on_lists(new: &Snapshot, old: &Snapshot) -> [bool; 3] {
+    let same = |a: &Section<Entry>, b: &Section<Entry>| {
+        a.len() == b.len()
+            && (a.iter().zip(b.iter())).all(|(x, y)| x.public == y.public && x.def == y.def)
+    };
+    let resources = |s: &Snapshot| {
+        (
+            s.resources.iter().cloned().collect::<Vec<_>>(),
+            s.templates.iter().cloned().collect::<Vec<_>>(),
+        )
+    };
+    [
+        !same(&new.tools, &old.tools),
+        !same(&new.prompts, &old.prompts),
+        resources(new) != resources(old),
+    ]
+}
+
+/// Any sequence of changes publishes what a build from scratch gives, and most take no full
+/// build even though names collide all the time.
+#[test]
+fn incremental_snapshots_equal_full_builds() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut c = Catalog::new("__");
+        let mut before = c.snapshot();
+        let (mut collided, mut fell_back) = (0, 0);
+        for step in 0..150 {
+            let (exact, rebuilds) = (c.exact, c.rebuilds);
+            let what = random_change(&mut c, &mut rng);
+            let context = format!("seed {seed}, step {step}: {what}");
+            let now = c.snapshot();
+            assert_same(&now, &c.rebuilt(), &context);
+            assert_eq!(
+                now.changed_since(&before),
+                changed_on_lists(&now, &before),
+                "{context}"
+            );
+            if c.rebuilds > rebuilds && exact {
+                // Only when the claims model no longer holds.
+                assert!(!c.exact, "{context}: a full build for nothing");
+                fell_back += 1;
+            }
+            collided += usize::from(!now.collisions.is_empty());
+            before = now;
+        }
+        assert!(collided > 50, "seed {seed}: names collide often enough");
+        assert!(
+            c.rebuilds < 75,
+            "seed {seed}: {} of 150 changes took a full build ({fell_back} fell back)",
+            c.rebuilds
+        );
+    }
+}
+
+/// A collision between backends is worked out again without a full build: the winner
+/// changing hands renames both and re-points every loser's collision.
+#[test]
+fn collisions_change_hands_incrementally() {
+    let mut c = Catalog::new("__");
+    for name in ["a", "b", "c"] {
+        c.apply(&spec(name, ""));
+        c.set_listing(name, Some(listing(&["echo", name])));
+    }
+    let check = |c: &Catalog, owner: &str, losers: usize| {
+        let snap = c.snapshot();
+        assert_same(&snap, &c.rebuilt(), owner);
+        assert_eq!(snap.tool("echo").map(|e| &*e.backend), Some(owner));
+        let tools: Vec<&Collision> = (snap.collisions.iter())
+            .filter(|c| c.kind == "tool")
+            .collect();
+        assert_eq!(tools.len(), losers, "{owner}: {tools:?}");
+        assert!(
+            tools.iter().all(|c| c.winner == owner),
+            "{owner}: {tools:?}"
+        );
+    };
+    check(&c, "a", 2);
+    c.set_listing("a", None);
+    check(&c, "b", 1);
+    c.remove("b");
+    c.set_listing("a", Some(listing(&["echo"])));
+    check(&c, "a", 1);
+    c.apply(&spec("b", ""));
+    c.set_listing("b", Some(listing(&["echo"])));
+    c.set_listing("c", Some(listing(&["echo", "c2"])));
+    assert_eq!(c.rebuilds, 0, "no change took a full build");
+    assert_same(&c.snapshot(), &c.rebuilt(), "after all");
+}
+
+/// A tool whose name is another's renaming cannot be published incrementally; once it is
+/// gone, changes are incremental again.
+#[test]
+fn names_that_meet_a_renaming_take_a_full_build() {
+    let mut c = Catalog::new("__");
+    for name in ["a", "b", "c"] {
+        c.apply(&spec(name, ""));
+    }
+    c.set_listing("a", Some(listing(&["echo"])));
+    c.set_listing("b", Some(listing(&["echo"])));
+    let renamed = naming::disambiguated("echo", "b/echo");
+    assert!(c.snapshot().tool(&renamed).is_some());
+    assert_eq!(c.rebuilds, 0);
+    c.set_listing("c", Some(listing(&[&renamed])));
+    assert_eq!(c.rebuilds, 1);
+    assert_same(&c.snapshot(), &c.rebuilt(), "renaming taken");
+    c.set_listing("a", Some(listing(&["echo", "x"])));
+    assert_eq!(c.rebuilds, 2, "still not what the claims say");
+    c.set_listing("c", None);
+    c.set_listing("a", Some(listing(&["echo"])));
+    assert_eq!(c.rebuilds, 3, "back to what the claims say");
+    assert_same(&c.snapshot(), &c.rebuilt(), "renaming free");
+}
+
+/// Adding one backend to many costs that backend's names, not the catalog's: the snapshot
+/// before shares every other backend's part.
+#[test]
+fn a_change_shares_every_other_part() {
+    let mut c = Catalog::new("__");
+    for i in 0..50 {
+        let name = format!("b{i:02}");
+        c.apply(&spec(&name, &name));
+        c.set_listing(&name, Some(listing(&["x", "y"])));
+    }
+    let before = c.snapshot();
+    c.set_listing("b07", Some(listing(&["x", "z"])));
+    let after = c.snapshot();
+    let shared = |x: &Snapshot, y: &Snapshot, b: &str| std::ptr::eq(x.tools.of(b), y.tools.of(b));
+    assert!(!shared(&before, &after, "b07"));
+    assert!(
+        (0..50)
+            .filter(|i| *i != 7)
+            .all(|i| shared(&before, &after, &format!("b{i:02}")))
+    );
+    assert_eq!(after.changed_since(&before), [true, false, false]);
+    assert_eq!(c.rebuilds, 0);
+}
+
+/// A backend that lists the same definitions again holds and publishes one copy of them: the
+/// snapshot keeps its entries, and the new listing takes their definitions.
+#[test]
+fn listing_the_same_again_keeps_one_copy() {
+    let mut c = Catalog::new("__");
+    c.apply(&spec("a", "a"));
+    c.set_listing("a", Some(listing(&["x", "y"])));
+    let before = c.snapshot();
+    let mut again = (*listing(&["x", "y", "z"])).clone();
+    again.tools.swap(0, 2);
+    c.set_listing("a", Some(Arc::new(again)));
+    let after = c.snapshot();
+    let def = |s: &Snapshot, name: &str| s.tool(name).map(|e| e.def.clone());
+    let (Some(old), Some(new)) = (def(&before, "a__y"), def(&after, "a__y")) else {
+        panic!("a__y is published");
+    };
+    assert!(Arc::ptr_eq(&old, &new), "found by name");
+    let listed = c.backends.get("a").and_then(|b| b.wants.listed.clone());
+    let held = listed.map(|l| l.tools.iter().any(|d| Arc::ptr_eq(d, &old)));
+    assert_eq!(held, Some(true), "the listing holds the published copy");
+    c.set_listing("a", Some(listing(&["z", "y", "x"])));
     assert_eq!(c.snapshot().changed_since(&after), [false, false, false]);
 }

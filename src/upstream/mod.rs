@@ -375,6 +375,27 @@ impl Publisher {
             }
         }
     }
+
+    /// Run `job` on the publisher's thread (`publisher`) and wait until it has run; here if
+    /// that thread is gone (a publish panicked) or never started. False if the job panicked.
+    async fn run(publisher: Option<&Self>, job: impl FnOnce() + Send + 'static) -> bool {
+        let (done, ran) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            job();
+            let _ = done.send(());
+        });
+        let unsent = match publisher {
+            Some(p) => p.0.send(job).err().map(|e| e.0),
+            None => Some(job),
+        };
+        match unsent {
+            Some(job) => {
+                job();
+                true
+            }
+            None => ran.await.is_ok(),
+        }
+    }
 }
 
 // === impl Ctx ===
@@ -522,7 +543,7 @@ async fn connect(
                 .map_err(err)?,
         ),
     };
-    let relist = relister(events.clone());
+    let relist = relister(events.clone(), ctx.publisher.clone());
     let conn = Connection::start(
         name.clone(),
         backend.generation,
@@ -554,32 +575,18 @@ async fn connect(
     Ok((conn, launched, listing))
 }
 
-/// Hand a backend's listing to the catalog. Its rebuild takes long with many backends: on the
-/// publisher's thread, so that the runtime's workers keep serving (HTTP, the other backends)
-/// meanwhile.
+/// Hand a backend's listing to the catalog. Compacting it (serializing every definition) and
+/// publishing it cost time proportional to the listing: on the publisher's thread, so that
+/// the runtime's workers keep serving (HTTP, the other backends) meanwhile.
 async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
     let Some(events) = ctx.events.upgrade() else {
         return;
     };
     let (name, generation) = (backend.name.clone(), backend.generation);
     let listing = Some(Arc::new(listing));
-    let (done, published) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        events.on_listing(&name, generation, listing);
-        let _ = done.send(());
-    });
-    let unsent = match &ctx.publisher {
-        Some(p) => p.0.send(job).err().map(|e| e.0),
-        None => Some(job),
-    };
-    match unsent {
-        // Its thread is gone (a publish panicked) or never started.
-        Some(job) => job(),
-        None => {
-            if published.await.is_err() {
-                tracing::error!(backend = %backend.name, "publishing the listing failed");
-            }
-        }
+    let job = move || events.on_listing(&name, generation, listing);
+    if !Publisher::run(ctx.publisher.as_deref(), job).await {
+        tracing::error!(backend = %backend.name, "publishing the listing failed");
     }
 }
 
@@ -588,15 +595,30 @@ fn err(e: TransportError) -> String {
 }
 
 /// A callback for `list_changed` that re-lists on a task of its own; bursts coalesce because
-/// at most one re-list waits behind the running one.
-fn relister(events: Arc<dyn Events>) -> impl Fn(&Arc<Connection>) + Send + 'static {
+/// at most one re-list waits behind the running one. The new listing is published on the
+/// publisher's thread, like the first ([`publish`]).
+fn relister(
+    events: Arc<dyn Events>,
+    publisher: Option<Arc<Publisher>>,
+) -> impl Fn(&Arc<Connection>) + Send + 'static {
     let (kick, mut kicked) = mpsc::channel::<Arc<Connection>>(1);
     tokio::spawn(async move {
         while let Some(conn) = kicked.recv().await {
             let listing = handshake::list_all(&conn).await;
-            if !conn.is_closed() {
-                tracing::debug!(backend = %conn.backend, "re-listed after list_changed");
-                events.on_listing(&conn.backend, conn.generation, Some(Arc::new(listing)));
+            if conn.is_closed() {
+                continue;
+            }
+            tracing::debug!(backend = %conn.backend, "re-listed after list_changed");
+            let backend = conn.backend.clone();
+            let events = events.clone();
+            let job = move || {
+                // A session that closed while the job waited its turn lists nothing any more.
+                if !conn.is_closed() {
+                    events.on_listing(&conn.backend, conn.generation, Some(Arc::new(listing)));
+                }
+            };
+            if !Publisher::run(publisher.as_deref(), job).await {
+                tracing::error!(%backend, "publishing the re-listing failed");
             }
         }
     });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_gateway::catalog::naming::{public_name, valid_name};
-use mcp_gateway::catalog::{CatalogHandle, List, ListText};
+use mcp_gateway::catalog::{CatalogHandle, List, ListText, Listing};
 use mcp_gateway_micro::{backend, catalog, listing};
 
 /// Backends × tools per backend of the large catalogs: 50,000 tools.
@@ -60,10 +60,10 @@ fn apply(c: &mut Criterion) {
     g.sample_size(10);
     for (backends, tools) in [MANY, LARGE] {
         let size = format!("{backends}x{tools}");
-        let handle = OnceCell::new();
         // Two listings that differ, so each update really changes the backend's tools.
         let listings = [listing(tools, 1), listing(tools, 2)];
         let name = backend(backends / 2);
+        let handle = OnceCell::new();
         let mut n = 0;
         g.bench_function(
             format!("CatalogHandle::set_listing one backend of {size}"),
@@ -76,13 +76,59 @@ fn apply(c: &mut Criterion) {
             },
         );
         drop(handle);
+        // As the fixtures do, every backend also lists one resource URI: the first backend
+        // serves it and every other one's is a collision.
+        let listings = listings.map(|l| with_resource(&l));
+        let handle = OnceCell::new();
+        g.bench_function(
+            format!("CatalogHandle::set_listing one backend of {size}, one URI in every backend"),
+            |b| {
+                let handle = handle.get_or_init(|| {
+                    let handle = CatalogHandle::new(catalog(backends, tools));
+                    let shared = with_resource(&listing(tools, 0));
+                    for i in 0..backends {
+                        handle.set_listing(&backend(i), Some(shared.clone()));
+                    }
+                    handle
+                });
+                b.iter(|| {
+                    n += 1;
+                    handle.set_listing(&name, Some(listings[n % 2].clone()));
+                })
+            },
+        );
+        drop(handle);
+        // The part of a set_listing done before the catalog's lock is taken: compacting the
+        // listing (a listing for an unknown backend is compacted, then dropped).
+        let handle = OnceCell::new();
+        g.bench_function(format!("CatalogHandle::set_listing compaction only, {tools} tools"), |b| {
+            let handle = handle.get_or_init(|| CatalogHandle::new(catalog(backends, tools)));
+            b.iter(|| {
+                n += 1;
+                handle.set_listing("ghost", Some(listings[n % 2].clone()));
+            })
+        });
+        drop(handle);
         let built = OnceCell::new();
         g.bench_function(format!("Catalog::snapshot {size}"), |b| {
             let catalog = built.get_or_init(|| catalog(backends, tools));
             b.iter(|| catalog.snapshot())
         });
+        // What every change cost before snapshots were kept up to date change by change, and
+        // what one still costs when names meet a renaming.
+        g.bench_function(format!("Catalog::rebuilt {size}"), |b| {
+            let catalog = built.get_or_init(|| catalog(backends, tools));
+            b.iter(|| catalog.rebuilt())
+        });
     }
     g.finish();
+}
+
+/// `listing` with the resource every fixture lists.
+fn with_resource(listing: &Listing) -> Arc<Listing> {
+    let mut listing = listing.clone();
+    listing.resources.push(serde_json::json!({"uri": "fixture://readme", "name": "readme"}));
+    Arc::new(listing)
 }
 
 fn list(c: &mut Criterion) {
