@@ -2,12 +2,13 @@
 //! and `mcp-gateway serve` without a config must still come up with its default backend; the
 //! examples the README points at must load and name only folders that exist on any machine.
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Running;
 use mcp_gateway::config;
 use mcp_gateway::spec::TransportSpec;
 use serde_json::{Value, json};
@@ -37,73 +38,13 @@ fn lone_gateway(dir: &Path) -> PathBuf {
 
 /// `serve` with no config, from an empty folder, with no PATH: nothing can be found but the
 /// executable itself.
-struct Served {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    base: String,
-}
-
-impl Served {
-    fn start(exe: &Path, home: &Path) -> Served {
-        let mut child = Command::new(exe)
-            .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-            .env_clear()
-            .env("HOME", home)
-            .current_dir(home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the installed mcp-gateway");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().expect("lock");
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut me = Served {
-            child,
-            stderr,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + WAIT;
-        me.base = loop {
-            let log = me.log();
-            if let Some(at) = log.find("listening on http://") {
-                let url = &log[at + "listening on ".len()..];
-                break url.chars().take_while(|c| !c.is_whitespace()).collect();
-            }
-            me.still_running(deadline, "no `listening on` line");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        me
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
-    }
-
-    fn still_running(&mut self, deadline: Instant, what: &str) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the gateway exited ({status}):\n{}", self.log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {WAIT:?}:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn serve_alone(exe: &Path, home: &Path) -> Running {
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .env_clear()
+        .env("HOME", home)
+        .current_dir(home);
+    Running::spawn(cmd)
 }
 
 /// POST one JSON-RPC message to /mcp; the messages of the answer (JSON or an SSE stream) and
@@ -153,7 +94,7 @@ async fn installed_gateway_alone_serves_its_embedded_default() {
     let exe = lone_gateway(dir.path());
     let home = dir.path().join("home");
     std::fs::create_dir(&home).expect("create home");
-    let mut gw = Served::start(&exe, &home);
+    let mut gw = serve_alone(&exe, &home);
 
     // /readyz lists each backend's state: the fixture must become ready, not restart forever.
     let client = reqwest::Client::new();
@@ -175,7 +116,7 @@ async fn installed_gateway_alone_serves_its_embedded_default() {
         assert!(
             backends.iter().all(|b| b["state"] == "starting"),
             "the default backend failed: {body}\n{}",
-            gw.log()
+            gw.stderr()
         );
         gw.still_running(deadline, "the default backend not ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -216,7 +157,7 @@ async fn installed_gateway_alone_serves_its_embedded_default() {
     for tool in ["fixture__echo", "fixture__add", "fixture__slow"] {
         assert!(names.contains(&tool), "{tool} not listed: {names:?}");
     }
-    let log = gw.log();
+    let log = gw.stderr();
     assert!(
         !log.contains("restart"),
         "the default backend restarted:\n{log}"

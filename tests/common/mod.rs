@@ -94,7 +94,6 @@ pub struct Running {
 impl Running {
     /// Start the gateway with extra `args` and `env`; returns once it logs its URL.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-        use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"));
         cmd.arg("serve")
             .args(["--port", "0", "--host", "127.0.0.1"])
@@ -102,13 +101,20 @@ impl Running {
             .env_remove("RUST_LOG")
             .env_remove("MCP_GATEWAY_LOG")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Running::spawn(cmd)
+    }
+
+    /// Run `cmd` (a gateway's `serve` on port 0) with its stderr collected; returns once it
+    /// logs its URL.
+    pub fn spawn(mut cmd: std::process::Command) -> Running {
+        use std::io::BufRead;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("start mcp-gateway");
         let stderr = Arc::new(std::sync::Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
@@ -133,6 +139,18 @@ impl Running {
             .collect();
         me.base = url;
         me
+    }
+
+    /// Panics with the log when the gateway has exited, or when `deadline` has passed.
+    pub fn still_running(&mut self, deadline: std::time::Instant, what: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the gateway exited ({status}):\n{}", self.stderr());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {WAIT:?}:\n{}",
+            self.stderr()
+        );
     }
 
     /// The first stderr line matching `pred`, polled until [`WAIT`] runs out.
