@@ -462,9 +462,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                     _ = conn.closed() => false,
                 };
                 backend.set_conn(None);
-                if let Some(events) = ctx.events.upgrade() {
-                    events.on_listing(&backend.name, backend.generation, None);
-                }
+                unpublish(&backend, &ctx).await;
                 conn.close().await;
                 if let Some(p) = launched.as_mut() {
                     p.kill().await;
@@ -587,6 +585,19 @@ async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
     let job = move || events.on_listing(&name, generation, listing);
     if !Publisher::run(ctx.publisher.as_deref(), job).await {
         tracing::error!(backend = %backend.name, "publishing the listing failed");
+    }
+}
+
+/// Take a backend's names out of the catalog when its session ends: on the publisher's thread
+/// too, after any listing queued before (a re-listing queued later finds the session closed).
+async fn unpublish(backend: &Backend, ctx: &Ctx) {
+    let Some(events) = ctx.events.upgrade() else {
+        return;
+    };
+    let (name, generation) = (backend.name.clone(), backend.generation);
+    let job = move || events.on_listing(&name, generation, None);
+    if !Publisher::run(ctx.publisher.as_deref(), job).await {
+        tracing::error!(backend = %backend.name, "taking the listing out of the catalog failed");
     }
 }
 
