@@ -1,10 +1,11 @@
 """Server→client requests reach only the client they are for (gateway only).
 
-server-everything over stdio, shared by several Python SDK clients at once, each answering
-sampling and elicitation with a text of its own. With `sessions: shared` (the default) a
-request the gateway cannot tie to one client (requests of several clients in flight on the
-backend) is refused with a clear error, never handed to another client; with
-`sessions: per-client` every client has a backend process of its own, so every call succeeds.
+server-everything (over stdio, SSE and streamable HTTP) shared by several Python SDK clients at
+once, each answering sampling and elicitation with a text of its own. With `sessions: shared`
+(the default) a request the gateway cannot tie to one client (requests of several clients in
+flight on the backend) is refused with a clear error, never handed to another client; with
+`sessions: per-client` every client has an upstream session (for stdio, a process) of its own,
+so every call succeeds.
 Either way no client ever sees another's answer, and no callback is ever asked by another
 client's call.
 """
@@ -22,7 +23,7 @@ import httpx
 import psutil
 import mcp_types as types
 import pytest
-from conftest import DIRECT, EVERYTHING_JS, Endpoint, await_until, text_of
+from conftest import BACKEND_TRANSPORTS, DIRECT, EVERYTHING_JS, Endpoint, await_until, text_of
 from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.skipif(DIRECT, reason="attribution is the gateway's")
@@ -72,8 +73,9 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def gateway_for(gateway, everything, sessions: str, settings: dict[str, Any] | None = None) -> Endpoint:
-    spec = {**everything.spec("stdio"), "sessions": sessions}
+def gateway_for(gateway, everything, sessions: str, settings: dict[str, Any] | None = None,
+                transport: str = "stdio") -> Endpoint:
+    spec = {**everything.spec(transport), "sessions": sessions}
     config: dict[str, Any] = {"mcpServers": {BACKEND: spec}}
     if settings:
         config["gateway"] = settings
@@ -91,12 +93,12 @@ def backend_processes(ep: Endpoint) -> int:
 
 
 @contextlib.asynccontextmanager
-async def clients(ep: Endpoint, peers: list[Peer]):
+async def clients(ep: Endpoint, peers: list[Peer], frontend: str = "mcp"):
     async with contextlib.AsyncExitStack() as stack:
         out = []
         for p in peers:
             out.append(await stack.enter_async_context(
-                ep.connect("mcp", sampling_callback=p.sampling, elicitation_callback=p.elicitation)))
+                ep.connect(frontend, sampling_callback=p.sampling, elicitation_callback=p.elicitation)))
         for c in out:
             await wait_listed(c, (ep.name(SAMPLING_TOOL), ep.name(ELICITATION_TOOL)))
         yield out
@@ -173,14 +175,19 @@ def check(peers: list[Peer], results: list[tuple[Peer, str, bool]], *, all_succe
 @pytest.mark.parametrize("n", [2, 10])
 @pytest.mark.parametrize("tool", [SAMPLING_TOOL, ELICITATION_TOOL])
 @pytest.mark.parametrize("sessions", ["shared", "per-client"])
-async def test_concurrent_clients_only_ever_answer_their_own_requests(gateway, everything, sessions, tool, n):
-    ep = gateway_for(gateway, everything, sessions)
+@pytest.mark.parametrize("transport", BACKEND_TRANSPORTS)
+async def test_concurrent_clients_only_ever_answer_their_own_requests(gateway, everything, transport, sessions,
+                                                                      tool, n):
+    """Over streamable HTTP the backend says which request a message belongs to (its response
+    stream); over stdio and legacy SSE the gateway must work it out."""
+    ep = gateway_for(gateway, everything, sessions, transport=transport)
     peers = [Peer(i) for i in range(n)]
+    launched = 1 if transport == "stdio" else 0
     async with clients(ep, peers) as cs:
         results = await run_all(ep, peers, cs, tool, rounds=3)
-        # Per-client: one process each besides the shared one that lists the tools.
-        assert backend_processes(ep) == (n + 1 if sessions == "per-client" else 1)
-    await await_until(lambda: backend_processes(ep) == 1, 15, "the clients' own backend processes reaped")
+        if launched:  # per-client: a process each besides the shared one that lists the tools
+            assert backend_processes(ep) == (n + 1 if sessions == "per-client" else 1)
+    await await_until(lambda: backend_processes(ep) == launched, 15, "the clients' own backend processes reaped")
     refused = check(peers, results, all_succeed=sessions == "per-client")
     method = "sampling/createMessage" if tool == SAMPLING_TOOL else "elicitation/create"
     counted = metric(httpx.get(ep.url("/metrics"), timeout=10).text,
@@ -188,8 +195,9 @@ async def test_concurrent_clients_only_ever_answer_their_own_requests(gateway, e
     assert counted == refused, (counted, refused)
 
 
+@pytest.mark.parametrize("frontend", ["mcp", "sse"])
 @pytest.mark.parametrize("sessions", ["shared", "per-client"])
-async def test_a_request_while_another_clients_call_is_in_flight(gateway, everything, sessions):
+async def test_a_request_while_another_clients_call_is_in_flight(gateway, everything, sessions, frontend):
     """Deterministic: A's long call is in flight (its progress has arrived) when B's call makes
     the backend ask for a sample. Shared: ambiguous, refused with a clear error and counted, and
     nobody is asked. Per-client: B's own backend asks B."""
@@ -200,7 +208,7 @@ async def test_a_request_while_another_clients_call_is_in_flight(gateway, everyt
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         started.set()
 
-    async with clients(ep, [a, b]) as (ca, cb):
+    async with clients(ep, [a, b], frontend) as (ca, cb):
         async with anyio.create_task_group() as tg:
             async def long_call() -> None:
                 await ca.call_tool(ep.name("trigger-long-running-operation"), {"duration": 30, "steps": 30},
