@@ -23,7 +23,7 @@ import httpx
 import psutil
 import mcp_types as types
 import pytest
-from conftest import BACKEND_TRANSPORTS, DIRECT, EVERYTHING_JS, Endpoint, await_until, text_of
+from conftest import BACKEND_TRANSPORTS, DIRECT, EVERYTHING_JS, Endpoint, Recorder, await_until, text_of
 from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.skipif(DIRECT, reason="attribution is the gateway's")
@@ -253,3 +253,32 @@ async def test_per_client_sessions_are_bounded(gateway, everything):
     async with clients(ep, peers[2:]) as (c,):
         text, failed = await call(c, ep.name("echo"), {"message": "again"})
         assert not failed and "again" in text, text
+
+
+@pytest.mark.notifications
+@pytest.mark.parametrize("sessions", ["shared", "per-client"])
+async def test_log_messages_reach_only_their_client(gateway, everything, sessions):
+    """A turns on server-everything's simulated logging: a log line at once (during A's call),
+    then one every 5 s with no request in flight. Per-client: A's own process logs, and every
+    line is A's. Shared: the backend's one session logs, and a line sent while no request is in
+    flight is nobody's: dropped and counted, not broadcast. B never gets a line either way."""
+    ep = gateway_for(gateway, everything, sessions)
+    rec_a, rec_b = Recorder(), Recorder()
+    async with ep.connect("mcp", rec_a) as ca, ep.connect("mcp", rec_b) as cb:
+        toggle = ep.name("toggle-simulated-logging")
+        assert text_of(await ca.call_tool(toggle, {})).startswith("Started")
+        try:
+            if sessions == "per-client":
+                await await_until(lambda: len(rec_a.logs) >= 2, 15, "a log line sent between A's calls")
+            else:
+                def dropped() -> float:
+                    text = httpx.get(ep.url("/metrics"), timeout=10).text
+                    return metric(text, "mcp_gateway_unattributed_messages_total", backend=BACKEND,
+                                  kind="notification", method="message")
+
+                await await_until(lambda: dropped() >= 1, 15, "a log line sent with no call in flight dropped")
+                assert len(rec_a.logs) <= 1, "only the line sent during A's own call reaches A"
+            await cb.list_tools()  # B's session is alive and reading
+        finally:
+            await ca.call_tool(toggle, {})
+    assert rec_b.logs == [], "B never turned logging on: not one of A's lines is B's"
