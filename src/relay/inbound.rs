@@ -50,9 +50,10 @@ impl Events for Gateway {
 
 impl Gateway {
     /// The client a message from `conn` is for, and where to send it: the request whose stream
-    /// it came on (`related`, streamable HTTP); else the one client with requests in flight on
-    /// that upstream session (`routes::attribute`); else, on a client's own upstream session
-    /// (`sessions: per-client`), that client. `Err` says why it is for no one client.
+    /// it came on (`related`, streamable HTTP); else the one client whose requests the backend
+    /// is answering on that upstream session (`routes::attribute`); else, on a client's own
+    /// upstream session (`sessions: per-client`), that client. `Err` says why it is for no
+    /// one client.
     fn owner(
         &self,
         conn: &Connection,
@@ -68,7 +69,7 @@ impl Gateway {
         }
         let in_flight = match related {
             Some(_) => Attribution::Nobody,
-            None => self.routes.attribute(conn.serial),
+            None => self.routes.attribute(conn.serial, &conn.unanswered()),
         };
         match (in_flight, &conn.client) {
             (Attribution::Flight(f), _) => Ok(of_flight(f)),
@@ -88,7 +89,16 @@ impl Gateway {
             (Attribution::Nobody, None) => Err(format!(
                 "no client's request is in flight on backend '{backend}'"
             )),
-            (Attribution::Several { sessions, requests }, None) => Err(format!(
+            (Attribution::Several { own, .. }, None) if own > 0 => Err(format!(
+                "backend '{backend}' is answering a request of the gateway's own (listing, log \
+                 level or subscription) as well"
+            )),
+            (
+                Attribution::Several {
+                    sessions, requests, ..
+                },
+                None,
+            ) => Err(format!(
                 "{requests} requests from {sessions} different clients are in flight on backend \
                  '{backend}'; set `sessions: per-client` on backend '{backend}'"
             )),

@@ -54,15 +54,12 @@ impl Routes {
     }
 
     /// Whose a message on upstream session `conn` is when the transport does not say (stdio,
-    /// legacy SSE, a streamable-HTTP message outside any request's stream): see [`attribute`].
-    pub fn attribute(&self, conn: u64) -> Attribution {
+    /// legacy SSE, a streamable-HTTP message outside any request's stream), given the ids of
+    /// the requests the backend has been sent and not answered (`unanswered`): see
+    /// [`attribute`].
+    pub fn attribute(&self, conn: u64, unanswered: &[u64]) -> Attribution {
         let flights = lock(&self.flights);
-        attribute(
-            flights
-                .iter()
-                .filter(|((c, _), _)| *c == conn)
-                .map(|((_, id), f)| (*id, f)),
-        )
+        attribute(unanswered.iter().map(|id| (*id, flights.get(&(conn, *id)))))
     }
 
     /// Count one more subscriber; true when it is the first (subscribe upstream).
@@ -95,22 +92,34 @@ impl Routes {
 pub enum Attribution {
     /// The client of this request (the newest of that client's requests in flight there).
     Flight(Arc<Flight>),
-    /// No request of a client's is in flight on the upstream session.
+    /// The backend is answering no request of the gateway's.
     Nobody,
-    /// Requests of `sessions` different clients are in flight (`requests` in all): the
-    /// message could be for any of them, and the gateway does not guess.
-    Several { sessions: usize, requests: usize },
+    /// The backend is answering `requests` requests: of `sessions` different clients, and
+    /// `own` of them the gateway's own (listing, log level, subscriptions). The message could
+    /// be about any of them, and the gateway does not guess.
+    Several {
+        sessions: usize,
+        requests: usize,
+        own: usize,
+    },
 }
 
 /// The rule: a message the transport does not tie to a request belongs to the client whose
-/// requests are in flight on that upstream session when they are all one client's; otherwise
-/// to nobody. `flights` are that session's requests in flight with their upstream ids.
-pub fn attribute<'a>(flights: impl Iterator<Item = (u64, &'a Arc<Flight>)>) -> Attribution {
+/// requests the backend is answering, when they are all one client's; otherwise to nobody.
+/// `unanswered` are the requests the backend has been sent and has not answered, with the
+/// client request each serves (`None`: a request of the gateway's own).
+pub fn attribute<'a>(
+    unanswered: impl Iterator<Item = (u64, Option<&'a Arc<Flight>>)>,
+) -> Attribution {
     let mut newest: Option<(u64, &Arc<Flight>)> = None;
     let mut sessions: Vec<&str> = Vec::new();
-    let mut requests = 0;
-    for (id, f) in flights {
+    let (mut requests, mut own) = (0, 0);
+    for (id, flight) in unanswered {
         requests += 1;
+        let Some(f) = flight else {
+            own += 1;
+            continue;
+        };
         if !sessions.contains(&&*f.session.id) {
             sessions.push(&f.session.id);
         }
@@ -118,10 +127,14 @@ pub fn attribute<'a>(flights: impl Iterator<Item = (u64, &'a Arc<Flight>)>) -> A
             newest = Some((id, f));
         }
     }
-    match (newest, sessions.len()) {
-        (Some((_, f)), 1) => Attribution::Flight(f.clone()),
-        (None, _) => Attribution::Nobody,
-        (Some(_), sessions) => Attribution::Several { sessions, requests },
+    match (newest, sessions.len(), own) {
+        (Some((_, f)), 1, 0) => Attribution::Flight(f.clone()),
+        (None, _, 0) => Attribution::Nobody,
+        (_, sessions, own) => Attribution::Several {
+            sessions,
+            requests,
+            own,
+        },
     }
 }
 
@@ -156,7 +169,7 @@ mod tests {
         let r = Routes::default();
         let a = session();
         let _f = r.track(flight(&a, 1, 7));
-        match r.attribute(1) {
+        match r.attribute(1, &[7]) {
             Attribution::Flight(f) => assert_eq!(f.session.id, a.id),
             _ => panic!("one request in flight: it is that request's client's"),
         }
@@ -168,7 +181,7 @@ mod tests {
         let a = session();
         let _f1 = r.track(flight(&a, 1, 1));
         let _f2 = r.track(flight(&a, 1, 2));
-        match r.attribute(1) {
+        match r.attribute(1, &[2, 1]) {
             Attribution::Flight(f) => {
                 assert_eq!(f.session.id, a.id);
                 assert_eq!(f.upstream_id, 2, "the newest of them");
@@ -184,32 +197,66 @@ mod tests {
         let _f1 = r.track(flight(&a, 1, 1));
         let _f2 = r.track(flight(&b, 1, 2));
         let _f3 = r.track(flight(&a, 1, 3));
-        match r.attribute(1) {
-            Attribution::Several { sessions, requests } => {
-                assert_eq!((sessions, requests), (2, 3));
-            }
+        match r.attribute(1, &[1, 2, 3]) {
+            Attribution::Several {
+                sessions,
+                requests,
+                own,
+            } => assert_eq!((sessions, requests, own), (2, 3, 0)),
             _ => panic!("two clients' requests in flight: the gateway must not guess"),
         }
+    }
+
+    #[test]
+    fn a_request_of_the_gateways_own_makes_it_nobodys() {
+        let r = Routes::default();
+        let a = session();
+        let _f = r.track(flight(&a, 1, 1));
+        // 2 is unanswered and serves no client: the gateway's own listing, say.
+        match r.attribute(1, &[1, 2]) {
+            Attribution::Several {
+                sessions,
+                requests,
+                own,
+            } => assert_eq!((sessions, requests, own), (1, 2, 1)),
+            _ => panic!("the message may be about the gateway's own request"),
+        }
+    }
+
+    #[test]
+    fn only_requests_the_backend_is_answering_count() {
+        let r = Routes::default();
+        let (a, b) = (session(), session());
+        let _f1 = r.track(flight(&a, 1, 1));
+        // B's request is tracked but not sent yet (or already answered): the backend cannot
+        // be asking about it.
+        let _f2 = r.track(flight(&b, 1, 2));
+        assert!(matches!(r.attribute(1, &[1]), Attribution::Flight(f) if f.session.id == a.id));
     }
 
     #[test]
     fn no_request_in_flight_is_nobodys_and_other_sessions_do_not_count() {
         let r = Routes::default();
         let a = session();
-        assert!(matches!(r.attribute(1), Attribution::Nobody));
+        assert!(matches!(r.attribute(1, &[]), Attribution::Nobody));
+        // Upstream session 2's request 1 is not session 1's request 1.
         let f = r.track(flight(&a, 2, 1));
-        assert!(matches!(r.attribute(1), Attribution::Nobody));
+        assert!(matches!(r.attribute(1, &[]), Attribution::Nobody));
+        assert!(
+            matches!(r.attribute(1, &[1]), Attribution::Several { own: 1, .. }),
+            "an id of session 1 with no flight of session 1 is the gateway's own"
+        );
         drop(f);
         let b = session();
-        let _f = r.track(flight(&b, 1, 2));
-        let _g = r.track(flight(&a, 2, 3));
+        let g = r.track(flight(&b, 1, 2));
+        let _h = r.track(flight(&a, 2, 3));
         assert!(
-            matches!(r.attribute(1), Attribution::Flight(f) if f.session.id == b.id),
+            matches!(r.attribute(1, &[2]), Attribution::Flight(f) if f.session.id == b.id),
             "a request on another upstream session does not make this one ambiguous"
         );
-        drop(_f);
+        drop(g);
         assert!(
-            matches!(r.attribute(1), Attribution::Nobody),
+            matches!(r.attribute(1, &[]), Attribution::Nobody),
             "a request that ended no longer counts"
         );
     }

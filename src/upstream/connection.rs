@@ -194,6 +194,12 @@ impl Connection {
         self.closed.cancel();
     }
 
+    /// The ids of the requests the backend has been sent and has not answered yet: those a
+    /// message it sends now can be about.
+    pub fn unanswered(&self) -> Vec<u64> {
+        self.pending().keys().copied().collect()
+    }
+
     /// A fresh upstream request id.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
