@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::local::level_name;
 use crate::jsonrpc;
 use crate::session::{Flight, Session, Sink};
 use crate::telemetry::context;
@@ -206,7 +207,11 @@ impl Gateway {
                 None,
             );
         };
-        let conn = match backend.session_for(&session.id, &session.closed).await {
+        let log_level = session.state().log_level.map(level_name);
+        let conn = match backend
+            .session_for(&session.id, &session.closed, log_level)
+            .await
+        {
             Ok(conn) => conn,
             Err(NoSession::Unavailable(why)) => {
                 observed.end_as(Outcome::BackendDown);

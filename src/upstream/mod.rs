@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -345,10 +345,13 @@ impl Backend {
     /// request (with the same transport spec) and closed when `closed` is cancelled (the
     /// client session ended) or the backend stops. The backend's shared session must be up
     /// either way: it is the one that lists the backend's tools.
+    ///
+    /// A client's own session is told the client's `log_level` as it opens, if it has one.
     pub async fn session_for(
         self: &Arc<Self>,
         client: &Arc<str>,
         closed: &CancellationToken,
+        log_level: Option<&str>,
     ) -> Result<Arc<Connection>, NoSession> {
         let shared = self
             .connection()
@@ -397,6 +400,12 @@ impl Backend {
         match opened {
             Ok((conn, launched, _)) => {
                 tracing::info!(backend = %self.name, "opened a session of the backend's for one client");
+                if let Some(level) = log_level.filter(|_| conn.has_capability("logging")) {
+                    let req = conn.request("logging/setLevel", Some(json!({"level": level})));
+                    if let Err(e) = req.await {
+                        tracing::debug!(backend = %self.name, error = %e, "logging/setLevel failed");
+                    }
+                }
                 *own = Some(Own {
                     conn: conn.clone(),
                     launched,
@@ -414,9 +423,14 @@ impl Backend {
         }
     }
 
-    /// How many client sessions have an upstream session of their own (`sessions: per-client`).
-    pub fn client_sessions(&self) -> usize {
-        lock(&self.clients).len()
+    /// `client`'s own upstream session (`sessions: per-client`), if it has one open and it is
+    /// not being opened right now.
+    pub fn own_session(&self, client: &str) -> Option<Arc<Connection>> {
+        let slot = lock(&self.clients).get(client)?.clone();
+        let own = slot.try_lock().ok()?;
+        own.as_ref()
+            .map(|o| o.conn.clone())
+            .filter(|c| !c.is_closed())
     }
 
     /// Close `client`'s own upstream session when `closed` is cancelled (or the backend stops).
