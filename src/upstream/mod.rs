@@ -423,6 +423,12 @@ impl Backend {
         }
     }
 
+    /// How many client sessions have an upstream session of their own (or one opening), with
+    /// `sessions: per-client`.
+    pub fn client_sessions(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
     /// `client`'s own upstream session (`sessions: per-client`), if it has one open and it is
     /// not being opened right now.
     pub fn own_session(&self, client: &str) -> Option<Arc<Connection>> {

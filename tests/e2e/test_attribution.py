@@ -92,6 +92,12 @@ def backend_processes(ep: Endpoint) -> int:
     return n
 
 
+def client_sessions(ep: Endpoint) -> int:
+    """Clients with an upstream session of their own on the backend, as /api/v1/backends says."""
+    (b,) = [b for b in ep.backends() if b["name"] == BACKEND]
+    return b["clientSessions"]
+
+
 @contextlib.asynccontextmanager
 async def clients(ep: Endpoint, peers: list[Peer], frontend: str = "mcp"):
     async with contextlib.AsyncExitStack() as stack:
@@ -185,9 +191,11 @@ async def test_concurrent_clients_only_ever_answer_their_own_requests(gateway, e
     launched = 1 if transport == "stdio" else 0
     async with clients(ep, peers) as cs:
         results = await run_all(ep, peers, cs, tool, rounds=3)
+        assert client_sessions(ep) == (n if sessions == "per-client" else 0)
         if launched:  # per-client: a process each besides the shared one that lists the tools
             assert backend_processes(ep) == (n + 1 if sessions == "per-client" else 1)
-    await await_until(lambda: backend_processes(ep) == launched, 15, "the clients' own backend processes reaped")
+    await await_until(lambda: client_sessions(ep) == 0 and backend_processes(ep) == launched, 15,
+                      "the clients' own backend sessions closed")
     refused = check(peers, results, all_succeed=sessions == "per-client")
     method = "sampling/createMessage" if tool == SAMPLING_TOOL else "elicitation/create"
     counted = metric(httpx.get(ep.url("/metrics"), timeout=10).text,
