@@ -89,16 +89,7 @@ impl Gateway {
             (Attribution::Nobody, None) => Err(format!(
                 "no client's request is in flight on backend '{backend}'"
             )),
-            (Attribution::Several { own, .. }, None) if own > 0 => Err(format!(
-                "backend '{backend}' is answering a request of the gateway's own (listing, log \
-                 level or subscription) as well"
-            )),
-            (
-                Attribution::Several {
-                    sessions, requests, ..
-                },
-                None,
-            ) => Err(format!(
+            (Attribution::Several { sessions, requests }, None) => Err(format!(
                 "{requests} requests from {sessions} different clients are in flight on backend \
                  '{backend}'; set `sessions: per-client` on backend '{backend}'"
             )),

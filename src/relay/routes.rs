@@ -92,34 +92,27 @@ impl Routes {
 pub enum Attribution {
     /// The client of this request (the newest of that client's requests in flight there).
     Flight(Arc<Flight>),
-    /// The backend is answering no request of the gateway's.
+    /// The backend is answering no client's request.
     Nobody,
-    /// The backend is answering `requests` requests: of `sessions` different clients, and
-    /// `own` of them the gateway's own (listing, log level, subscriptions). The message could
-    /// be about any of them, and the gateway does not guess.
-    Several {
-        sessions: usize,
-        requests: usize,
-        own: usize,
-    },
+    /// The backend is answering `requests` requests of `sessions` different clients: the
+    /// message could be about any of them, and the gateway does not guess.
+    Several { sessions: usize, requests: usize },
 }
 
 /// The rule: a message the transport does not tie to a request belongs to the client whose
 /// requests the backend is answering, when they are all one client's; otherwise to nobody.
 /// `unanswered` are the requests the backend has been sent and has not answered, with the
-/// client request each serves (`None`: a request of the gateway's own).
+/// client request each serves. The gateway's own requests (`None`: listing, log level,
+/// subscriptions) do not count: a backend does not ask its client anything to answer those,
+/// and a re-listing (after every `list_changed`) must not make a client's call ambiguous.
 pub fn attribute<'a>(
     unanswered: impl Iterator<Item = (u64, Option<&'a Arc<Flight>>)>,
 ) -> Attribution {
     let mut newest: Option<(u64, &Arc<Flight>)> = None;
     let mut sessions: Vec<&str> = Vec::new();
-    let (mut requests, mut own) = (0, 0);
-    for (id, flight) in unanswered {
+    let mut requests = 0;
+    for (id, f) in unanswered.filter_map(|(id, f)| Some((id, f?))) {
         requests += 1;
-        let Some(f) = flight else {
-            own += 1;
-            continue;
-        };
         if !sessions.contains(&&*f.session.id) {
             sessions.push(&f.session.id);
         }
@@ -127,14 +120,10 @@ pub fn attribute<'a>(
             newest = Some((id, f));
         }
     }
-    match (newest, sessions.len(), own) {
-        (Some((_, f)), 1, 0) => Attribution::Flight(f.clone()),
-        (None, _, 0) => Attribution::Nobody,
-        (_, sessions, own) => Attribution::Several {
-            sessions,
-            requests,
-            own,
-        },
+    match (newest, sessions.len()) {
+        (Some((_, f)), 1) => Attribution::Flight(f.clone()),
+        (None, _) => Attribution::Nobody,
+        (Some(_), sessions) => Attribution::Several { sessions, requests },
     }
 }
 
@@ -198,29 +187,21 @@ mod tests {
         let _f2 = r.track(flight(&b, 1, 2));
         let _f3 = r.track(flight(&a, 1, 3));
         match r.attribute(1, &[1, 2, 3]) {
-            Attribution::Several {
-                sessions,
-                requests,
-                own,
-            } => assert_eq!((sessions, requests, own), (2, 3, 0)),
+            Attribution::Several { sessions, requests } => {
+                assert_eq!((sessions, requests), (2, 3))
+            }
             _ => panic!("two clients' requests in flight: the gateway must not guess"),
         }
     }
 
     #[test]
-    fn a_request_of_the_gateways_own_makes_it_nobodys() {
+    fn the_gateways_own_requests_do_not_count() {
         let r = Routes::default();
         let a = session();
         let _f = r.track(flight(&a, 1, 1));
-        // 2 is unanswered and serves no client: the gateway's own listing, say.
-        match r.attribute(1, &[1, 2]) {
-            Attribution::Several {
-                sessions,
-                requests,
-                own,
-            } => assert_eq!((sessions, requests, own), (1, 2, 1)),
-            _ => panic!("the message may be about the gateway's own request"),
-        }
+        // 2 is unanswered and serves no client: the gateway's own re-listing, say.
+        assert!(matches!(r.attribute(1, &[1, 2]), Attribution::Flight(f) if f.session.id == a.id));
+        assert!(matches!(r.attribute(1, &[2]), Attribution::Nobody));
     }
 
     #[test]
@@ -243,7 +224,7 @@ mod tests {
         let f = r.track(flight(&a, 2, 1));
         assert!(matches!(r.attribute(1, &[]), Attribution::Nobody));
         assert!(
-            matches!(r.attribute(1, &[1]), Attribution::Several { own: 1, .. }),
+            matches!(r.attribute(1, &[1]), Attribution::Nobody),
             "an id of session 1 with no flight of session 1 is the gateway's own"
         );
         drop(f);
