@@ -52,15 +52,15 @@ impl Gateway {
     /// The client a message from `conn` is for, and where to send it: the request whose stream
     /// it came on (`related`, streamable HTTP); else the one client whose requests the backend
     /// is answering on that upstream session (`routes::attribute`); else, on a client's own
-    /// upstream session (`sessions: per-client`), that client. `Err` says why it is for no
-    /// one client.
+    /// upstream session (`sessions: per-client`), that client. The sink is the request's
+    /// stream; `None` for the session's own. `Err` says why it is for no one client.
     fn owner(
         &self,
         conn: &Connection,
         related: Option<&Value>,
-    ) -> Result<(Arc<Session>, Sink), String> {
+    ) -> Result<(Arc<Session>, Option<Sink>), String> {
         let backend = &conn.backend;
-        let of_flight = |f: Arc<Flight>| (f.session.clone(), f.sink.clone());
+        let of_flight = |f: Arc<Flight>| (f.session.clone(), Some(f.sink.clone()));
         let on_stream = related
             .and_then(Value::as_u64)
             .and_then(|id| self.routes.flight(conn.serial, id));
@@ -74,10 +74,7 @@ impl Gateway {
         match (in_flight, &conn.client) {
             (Attribution::Flight(f), _) => Ok(of_flight(f)),
             (_, Some(client)) => match self.sessions.get(client) {
-                Some(s) => {
-                    let sink = s.outbound().clone();
-                    Ok((s, sink))
-                }
+                Some(s) => Ok((s, None)),
                 None => Err(format!(
                     "the client of this session of backend '{backend}' is gone"
                 )),
@@ -158,10 +155,18 @@ impl Gateway {
                         return;
                     }
                 }
-                if sink.try_send(msg.into()).is_ok() {
-                    self.metrics.notification(method);
-                } else {
-                    tracing::debug!(session = %session.id, method, "notification dropped: client stream is gone or full");
+                match sink {
+                    // The session's own stream: bounded like every notification queued there.
+                    None => {
+                        session.push(msg);
+                        self.metrics.notification(method);
+                    }
+                    Some(sink) if sink.try_send(msg.into()).is_ok() => {
+                        self.metrics.notification(method);
+                    }
+                    Some(_) => {
+                        tracing::debug!(session = %session.id, method, "notification dropped: client stream is gone or full");
+                    }
                 }
             }
         }
@@ -193,6 +198,7 @@ impl Gateway {
                     Some(json!({"backend": &*conn.backend})),
                 ),
                 Ok((session, sink)) => {
+                    let sink = sink.unwrap_or_else(|| session.outbound().clone());
                     ask_client(&session, &sink, msg, up_id, &method, timeout).await
                 }
             };
