@@ -142,6 +142,8 @@ fn describe(b: &Backend, [tools, prompts, resources, templates]: [usize; 4]) -> 
         "lastError": s.last_error,
         "uptimeSeconds": uptime,
         "restarts": s.restarts,
+        "sessions": b.spec().sessions.as_str(),
+        "clientSessions": b.client_sessions(),
         "serverInfo": s.server_info,
         "protocolVersion": s.protocol_version,
         "tools": tools,

@@ -21,6 +21,9 @@ pub const RESOURCE_NOT_FOUND: i64 = -32002;
 pub const BUSY: i64 = -32003;
 /// Implementation-defined: the gateway is shutting down and will not finish the request.
 pub const SHUTTING_DOWN: i64 = -32004;
+/// Implementation-defined: a backend asked "the client" something (sampling, elicitation,
+/// roots) and the gateway cannot tell which of its clients it is for, so it asks none.
+pub const UNATTRIBUTED: i64 = -32005;
 
 /// What a single JSON-RPC message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

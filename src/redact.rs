@@ -400,6 +400,7 @@ mod tests {
             tools: Default::default(),
             timeout: None,
             disabled: false,
+            sessions: Default::default(),
         };
         register(&spec);
         let shown = text("pa@ss9 pa%40ss9 u5er Qk3query Hd7token Bearer Hd7token");

@@ -276,6 +276,7 @@ mod tests {
             tools: ToolFilter::default(),
             timeout: None,
             disabled: false,
+            sessions: Default::default(),
         }
     }
 

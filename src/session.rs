@@ -141,6 +141,8 @@ pub struct Flight {
     /// Where progress and server→client requests for this request go.
     pub sink: Sink,
     pub backend: Arc<str>,
+    /// The upstream session it went on ([`crate::upstream::Connection::serial`]).
+    pub conn: u64,
     pub upstream_id: u64,
     /// The client's own progress token, restored on the way down.
     pub progress_token: Option<Value>,

@@ -24,6 +24,29 @@ pub struct BackendSpec {
     pub timeout: Option<Duration>,
     /// A disabled backend is known to the gateway but never started.
     pub disabled: bool,
+    /// Whether clients share one upstream session or each gets its own.
+    pub sessions: Sessions,
+}
+
+/// How a backend's upstream sessions are shared among clients (`sessions`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sessions {
+    /// One upstream session (one process) for every client: a request the backend sends to
+    /// "the client" reaches the client only when the gateway can tell which one it is for.
+    #[default]
+    Shared,
+    /// Each client session that calls the backend gets an upstream session (a process) of
+    /// its own, so whatever the backend sends on it is that client's.
+    PerClient,
+}
+
+impl Sessions {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::PerClient => "per-client",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +186,9 @@ pub struct Limits {
     pub max_requests_per_session: usize,
     /// Requests in flight to one backend at once; more wait up to `queue_timeout`.
     pub max_requests_per_backend: usize,
+    /// Upstream sessions (processes) of one `sessions: per-client` backend, one per client
+    /// session that calls it; a client beyond gets a "busy" error.
+    pub max_client_sessions_per_backend: usize,
     /// How long a request waits for a slot before it gets a "busy" error.
     pub queue_timeout: Duration,
     /// Messages in one JSON-RPC batch (on the protocol versions that have batches).
@@ -186,6 +212,7 @@ impl Default for Limits {
             session_idle: Duration::from_secs(10 * 60),
             max_requests_per_session: 64,
             max_requests_per_backend: 256,
+            max_client_sessions_per_backend: 32,
             queue_timeout: Duration::from_secs(10),
             max_batch: 32,
             max_connections: 4096,
@@ -257,9 +284,12 @@ impl BackendSpec {
     }
 
     /// Whether `other` can keep this backend's upstream session: only the transport (what to
-    /// run or reach) and `disabled` define it; naming, filters and timeouts apply in place.
+    /// run or reach), `disabled` and `sessions` define it; naming, filters and timeouts apply
+    /// in place.
     pub fn same_session(&self, other: &BackendSpec) -> bool {
-        self.transport == other.transport && self.disabled == other.disabled
+        self.transport == other.transport
+            && self.disabled == other.disabled
+            && self.sessions == other.sessions
     }
 }
 
@@ -278,6 +308,7 @@ mod tests {
             tools: ToolFilter::default(),
             timeout: None,
             disabled: false,
+            sessions: Default::default(),
         }
     }
 
@@ -298,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn only_transport_and_disabled_define_the_session() {
+    fn only_transport_disabled_and_sessions_define_the_session() {
         let base = stdio("srv");
         let mut renamed = base.clone();
         renamed.prefix = "x".into();
@@ -309,6 +340,12 @@ mod tests {
         let mut off = base.clone();
         off.disabled = true;
         assert!(!base.same_session(&off));
+        let mut own = base.clone();
+        own.sessions = Sessions::PerClient;
+        assert!(
+            !base.same_session(&own),
+            "a change of sharing restarts the backend"
+        );
         // What the process inherits is part of what runs: a change restarts it.
         let mut inherits = base.clone();
         if let TransportSpec::Stdio(p) = &mut inherits.transport {

@@ -52,6 +52,7 @@ fn http_spec(url: &str) -> BackendSpec {
         tools: ToolFilter::default(),
         timeout: None,
         disabled: false,
+        sessions: Default::default(),
     }
 }
 

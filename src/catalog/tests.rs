@@ -13,6 +13,7 @@ fn spec(name: &str, prefix: &str) -> BackendSpec {
         tools: ToolFilter::default(),
         timeout: None,
         disabled: false,
+        sessions: Default::default(),
     }
 }
 

@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::fields::{self, Report, index_path, key_path};
 use super::{envfile, units};
 use crate::spec::{
-    BackendSpec, HttpSpec, InheritEnv, NEVER_INHERITED, ProcessSpec, ToolFilter, TransportSpec,
+    BackendSpec, HttpSpec, InheritEnv, NEVER_INHERITED, ProcessSpec, Sessions, ToolFilter,
+    TransportSpec,
 };
 
 /// Keys of a backend entry.
@@ -32,6 +33,7 @@ pub(super) const KEYS: &[&str] = &[
     "tools",
     "timeout",
     "disabled",
+    "sessions",
     "autoApprove",
     "alwaysAllow",
     "description",
@@ -81,6 +83,7 @@ struct Fields {
     tools: ToolFilter,
     timeout: Option<Duration>,
     disabled: bool,
+    sessions: Sessions,
     /// Keys present, whether or not their values were good.
     present: BTreeSet<&'static str>,
 }
@@ -147,6 +150,7 @@ pub(super) fn backend(
         tools,
         timeout,
         disabled,
+        sessions,
         ..
     } = fields;
     (report.count() == before).then(|| BackendSpec {
@@ -156,6 +160,7 @@ pub(super) fn backend(
         tools,
         timeout,
         disabled,
+        sessions,
     })
 }
 
@@ -204,6 +209,7 @@ fn read_key(
             Err(message) => report.problem(path, message),
         },
         "disabled" => fields.disabled = fields::boolean(report, path, value).unwrap_or(false),
+        "sessions" => fields.sessions = read_sessions(report, path, value),
         _ => match IGNORED.iter().find(|(ignored, _)| *ignored == key) {
             Some((_, why)) => report.warn(path, why),
             None => fields::unknown_key(report, path, key, KEYS),
@@ -244,6 +250,28 @@ fn read_kind(report: &mut Report, path: &str, key: &str, value: &Value, fields: 
             fields.kind = None;
         }
         _ => fields.kind = Some(kind),
+    }
+}
+
+/// `shared` (the default) or `per-client`.
+fn read_sessions(report: &mut Report, path: &str, value: &Value) -> Sessions {
+    let Some(text) = fields::string(report, path, value) else {
+        return Sessions::Shared;
+    };
+    match text.as_str() {
+        "shared" => Sessions::Shared,
+        "per-client" => Sessions::PerClient,
+        _ => {
+            let known = ["shared", "per-client"];
+            let hint = fields::suggest(&text, &known)
+                .map(|meant| format!("; did you mean \"{meant}\"?"))
+                .unwrap_or_default();
+            report.problem(
+                path,
+                format!("unknown sharing \"{text}\"; expected \"shared\" or \"per-client\"{hint}"),
+            );
+            Sessions::Shared
+        }
     }
 }
 

@@ -101,6 +101,35 @@ pub struct McpBackendSpec {
     /// A disabled backend is known to the gateway but not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// `shared` (default): one upstream session (one process) serves every client.
+    /// `per-client`: each client session that calls the backend gets its own (one process per
+    /// client), so sampling, elicitation, roots and log messages always reach the right
+    /// client; a shared backend refuses those it cannot tie to one client.
+    #[serde(default, skip_serializing_if = "Sessions::is_shared")]
+    #[schemars(extend("maxLength" = 16))]
+    pub sessions: Sessions,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Sessions {
+    #[default]
+    #[serde(rename = "shared")]
+    Shared,
+    #[serde(rename = "per-client")]
+    PerClient,
+}
+
+impl Sessions {
+    fn is_shared(&self) -> bool {
+        *self == Self::Shared
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::PerClient => "per-client",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

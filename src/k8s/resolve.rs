@@ -230,6 +230,7 @@ fn entry(
     if spec.disabled {
         entry.insert("disabled".into(), json!(true));
     }
+    entry.insert("sessions".into(), json!(spec.sessions.as_str()));
     Ok(Value::Object(entry))
 }
 
@@ -322,6 +323,34 @@ mod tests {
         assert_eq!(spec, cfg.backends[0]);
         assert_eq!(spec.name, "team-a/tools");
         assert_eq!(spec.prefix, "tools");
+    }
+
+    #[test]
+    fn sessions_carry_over_and_default_to_shared() {
+        let with = |extra: Value| {
+            let mut spec = json!({"transport": "stdio", "command": "npx"});
+            if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+                s.extend(e.clone());
+            }
+            resolve(&resource(spec), &BTreeMap::new(), &policy(&["npx"]))
+                .expect("resolves")
+                .sessions
+        };
+        assert_eq!(with(json!({})), crate::spec::Sessions::Shared);
+        assert_eq!(
+            with(json!({"sessions": "shared"})),
+            crate::spec::Sessions::Shared
+        );
+        assert_eq!(
+            with(json!({"sessions": "per-client"})),
+            crate::spec::Sessions::PerClient
+        );
+        let bad: Result<McpBackendSpec, _> =
+            serde_json::from_value(json!({"transport": "stdio", "command": "c", "sessions": "x"}));
+        assert!(
+            bad.is_err(),
+            "the CRD schema knows only shared and per-client"
+        );
     }
 
     #[test]

@@ -14,11 +14,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::local::level_name;
 use crate::jsonrpc;
 use crate::session::{Flight, Session, Sink};
 use crate::telemetry::context;
 use crate::telemetry::trace::{self, Subject};
 use crate::telemetry::{Observed, Outcome};
+use crate::upstream::NoSession;
 
 // === impl Gateway ===
 
@@ -205,14 +207,32 @@ impl Gateway {
                 None,
             );
         };
-        let Some(conn) = backend.connection() else {
-            observed.end_as(Outcome::BackendDown);
-            return jsonrpc::error(
-                down_id,
-                jsonrpc::BACKEND_UNAVAILABLE,
-                format!("{what} is unavailable: {}", backend.unavailable_reason()),
-                Some(json!({"backend": &**backend_name})),
-            );
+        let log_level = session.state().log_level.map(level_name);
+        let conn = match backend
+            .session_for(&session.id, &session.closed, log_level)
+            .await
+        {
+            Ok(conn) => conn,
+            Err(NoSession::Unavailable(why)) => {
+                observed.end_as(Outcome::BackendDown);
+                return jsonrpc::error(
+                    down_id,
+                    jsonrpc::BACKEND_UNAVAILABLE,
+                    format!("{what} is unavailable: {why}"),
+                    Some(json!({"backend": &**backend_name})),
+                );
+            }
+            Err(NoSession::Full(limit)) => {
+                return jsonrpc::error(
+                    down_id,
+                    jsonrpc::BUSY,
+                    format!(
+                        "{what}: backend '{backend_name}' has {limit} client sessions of its own, \
+                         its limit (gateway.maxClientSessionsPerBackend); try again later"
+                    ),
+                    Some(json!({"backend": &**backend_name})),
+                );
+            }
         };
         let limits = &self.settings.limits;
         let slot =
@@ -255,6 +275,7 @@ impl Gateway {
             downstream_id: down_id.clone(),
             sink: sink.clone(),
             backend: backend_name.clone(),
+            conn: conn.serial,
             upstream_id: up_id,
             progress_token,
             cancel: CancellationToken::new(),

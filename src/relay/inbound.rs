@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::local::level_rank;
+use super::routes::Attribution;
 use crate::catalog::Listing;
 use crate::jsonrpc::{self, Kind};
 use crate::session::{Flight, Session, Sink};
@@ -48,21 +49,64 @@ impl Events for Gateway {
 }
 
 impl Gateway {
-    fn related_flight(&self, conn: &Connection, related: Option<&Value>) -> Option<Arc<Flight>> {
-        related
+    /// The client a message from `conn` is for, and where to send it: the request whose stream
+    /// it came on (`related`, streamable HTTP); else the one client whose requests the backend
+    /// is answering on that upstream session (`routes::attribute`); else, on a client's own
+    /// upstream session (`sessions: per-client`), that client. The sink is the request's
+    /// stream; `None` for the session's own. `Err` says why it is for no one client.
+    fn owner(
+        &self,
+        conn: &Connection,
+        related: Option<&Value>,
+    ) -> Result<(Arc<Session>, Option<Sink>), String> {
+        let backend = &conn.backend;
+        let of_flight = |f: Arc<Flight>| (f.session.clone(), Some(f.sink.clone()));
+        let on_stream = related
             .and_then(Value::as_u64)
-            .and_then(|id| self.routes.flight(&conn.backend, id))
-            .or_else(|| self.routes.latest_flight(&conn.backend))
+            .and_then(|id| self.routes.flight(conn.serial, id));
+        if let Some(f) = on_stream {
+            return Ok(of_flight(f));
+        }
+        let in_flight = match related {
+            Some(_) => Attribution::Nobody,
+            None => self.routes.attribute(conn.serial, &conn.unanswered()),
+        };
+        match (in_flight, &conn.client) {
+            (Attribution::Flight(f), _) => Ok(of_flight(f)),
+            (_, Some(client)) => match self.sessions.get(client) {
+                Some(s) => Ok((s, None)),
+                None => Err(format!(
+                    "the client of this session of backend '{backend}' is gone"
+                )),
+            },
+            (Attribution::Nobody, None) if related.is_some() => Err(format!(
+                "the request it came with on backend '{backend}' is not a client's request \
+                 in flight"
+            )),
+            (Attribution::Nobody, None) => Err(format!(
+                "no client's request is in flight on backend '{backend}'"
+            )),
+            (Attribution::Several { sessions, requests }, None) => Err(format!(
+                "{requests} requests from {sessions} different clients are in flight on backend \
+                 '{backend}'; set `sessions: per-client` on backend '{backend}'"
+            )),
+        }
+    }
+
+    /// A notification the gateway cannot tie to one client is dropped, never broadcast.
+    fn unattributed_notification(&self, conn: &Connection, method: &str, why: &str) {
+        self.metrics.unattributed(&conn.backend, false, method);
+        tracing::debug!(backend = %conn.backend, method, "notification dropped: {why}");
     }
 
     fn server_notification(&self, conn: &Arc<Connection>, mut msg: Value, related: Option<Value>) {
-        let method = jsonrpc::method(&msg).unwrap_or_default();
+        let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
+        let method = method.as_str();
         match method {
             "notifications/progress" => {
                 let token = jsonrpc::params(&msg).and_then(|p| p.get("progressToken"));
                 let up_id = token.and_then(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok()));
-                let Some(flight) = up_id.and_then(|id| self.routes.flight(&conn.backend, id))
-                else {
+                let Some(flight) = up_id.and_then(|id| self.routes.flight(conn.serial, id)) else {
                     tracing::debug!(backend = %conn.backend, "progress for no request in flight");
                     return;
                 };
@@ -77,19 +121,6 @@ impl Gateway {
                     tracing::debug!(session = %flight.session.id, "progress dropped: client stream is gone or full");
                 } else {
                     self.metrics.notification("notifications/progress");
-                }
-            }
-            "notifications/message" => {
-                let rank = jsonrpc::params(&msg)
-                    .and_then(|p| p.get("level"))
-                    .and_then(Value::as_str)
-                    .map(level_rank)
-                    .unwrap_or(0);
-                for s in self.sessions.all() {
-                    if s.state().log_level.is_none_or(|min| rank >= min) {
-                        s.push(msg.clone());
-                        self.metrics.notification(method);
-                    }
                 }
             }
             "notifications/resources/updated" => {
@@ -107,43 +138,67 @@ impl Gateway {
                     }
                 }
             }
-            // Anything else (including methods newer than the gateway) goes to the session it
-            // concerns when that is known, otherwise to every session.
-            _ => match self.related_flight(conn, related.as_ref()) {
-                Some(f) if related.is_some() => {
-                    self.metrics.notification(method);
-                    let _ = f.sink.try_send(msg.into());
-                }
-                _ => {
-                    for s in self.sessions.all() {
-                        s.push(msg.clone());
-                        self.metrics.notification(method);
+            // A log message, and anything else (including methods newer than the gateway),
+            // goes to the client it concerns, and to no one when that is not known.
+            _ => {
+                let (session, sink) = match self.owner(conn, related.as_ref()) {
+                    Ok(found) => found,
+                    Err(why) => return self.unattributed_notification(conn, method, &why),
+                };
+                if method == "notifications/message" {
+                    let rank = jsonrpc::params(&msg)
+                        .and_then(|p| p.get("level"))
+                        .and_then(Value::as_str)
+                        .map(level_rank)
+                        .unwrap_or(0);
+                    if session.state().log_level.is_some_and(|min| rank < min) {
+                        return;
                     }
                 }
-            },
+                match sink {
+                    // The session's own stream: bounded like every notification queued there.
+                    None => {
+                        session.push(msg);
+                        self.metrics.notification(method);
+                    }
+                    Some(sink) if sink.try_send(msg.into()).is_ok() => {
+                        self.metrics.notification(method);
+                    }
+                    Some(_) => {
+                        tracing::debug!(session = %session.id, method, "notification dropped: client stream is gone or full");
+                    }
+                }
+            }
         }
     }
 
-    /// A request from a backend to "the client": ask the client whose request is in flight on
-    /// that backend, and send its answer back up with the backend's own id.
+    /// A request from a backend to "the client": ask the client whose request it belongs to
+    /// (see [`Self::owner`]) and send its answer back up with the backend's own id. When that
+    /// is not known, the backend gets an error and no client is asked.
     fn server_request(&self, conn: &Arc<Connection>, msg: Value, related: Option<Value>) {
         let up_id = jsonrpc::id_or_null(&msg);
         let method = jsonrpc::method(&msg).unwrap_or_default().to_owned();
-        let target = self
-            .related_flight(conn, related.as_ref())
-            .map(|f| (f.session.clone(), f.sink.clone()))
-            .or_else(|| self.any_session_with(capability_for(&method)));
+        let target = self.owner(conn, related.as_ref());
         let conn = conn.clone();
+        if let Err(why) = &target {
+            self.metrics.unattributed(&conn.backend, true, &method);
+            tracing::warn!(
+                backend = %conn.backend,
+                method,
+                "backend request refused: cannot tell which client it is for: {why}"
+            );
+        }
         let timeout = self.settings.request_timeout;
         tokio::spawn(async move {
             let answer = match target {
-                None => jsonrpc::error(
+                Err(why) => jsonrpc::error(
                     up_id,
-                    jsonrpc::METHOD_NOT_FOUND,
-                    format!("no connected client can answer {method} right now"),
-                    None,
+                    jsonrpc::UNATTRIBUTED,
+                    format!("cannot tell which client this {method} is for: {why}"),
+                    Some(json!({"backend": &*conn.backend})),
                 ),
-                Some((session, sink)) => {
+                Ok((session, sink)) => {
+                    let sink = sink.unwrap_or_else(|| session.outbound().clone());
                     ask_client(&session, &sink, msg, up_id, &method, timeout).await
                 }
             };
@@ -151,18 +206,6 @@ impl Gateway {
                 tracing::debug!(backend = %conn.backend, error = %e, "could not answer backend request");
             }
         });
-    }
-
-    fn any_session_with(&self, capability: Option<&str>) -> Option<(Arc<Session>, Sink)> {
-        let capability = capability?;
-        self.sessions
-            .all()
-            .into_iter()
-            .find(|s| s.has_capability(capability))
-            .map(|s| {
-                let sink = s.outbound().clone();
-                (s, sink)
-            })
     }
 }
 

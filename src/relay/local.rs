@@ -25,6 +25,11 @@ const LEVELS: [&str; 8] = [
 ];
 
 /// Severity rank of an MCP log level (unknown levels rank lowest).
+/// The name of a level [`level_rank`] ranked.
+pub fn level_name(rank: u8) -> &'static str {
+    LEVELS[usize::from(rank).min(LEVELS.len() - 1)]
+}
+
 pub fn level_rank(level: &str) -> u8 {
     LEVELS
         .iter()
@@ -177,6 +182,17 @@ impl Gateway {
         for b in self.upstreams.all() {
             if let Some(conn) = b.connection().filter(|c| c.has_capability("logging")) {
                 let req = conn.request("logging/setLevel", Some(json!({"level": upstream_level})));
+                if let Err(e) = req.await {
+                    tracing::debug!(backend = %b.name, error = %e, "logging/setLevel failed");
+                }
+            }
+            // A session of the client's own (`sessions: per-client`) logs at its level alone;
+            // one opened later is told when it opens (`Backend::session_for`).
+            if let Some(conn) = b
+                .own_session(&session.id)
+                .filter(|c| c.has_capability("logging"))
+            {
+                let req = conn.request("logging/setLevel", Some(json!({"level": level})));
                 if let Err(e) = req.await {
                     tracing::debug!(backend = %b.name, error = %e, "logging/setLevel failed");
                 }

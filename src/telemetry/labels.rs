@@ -51,6 +51,23 @@ const NOTIFICATIONS: &[&str] = &[
     "cancelled",
 ];
 
+/// Requests a backend sends to "the client".
+const SERVER_REQUESTS: &[&str] = &[
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "ping",
+];
+
+/// The `method` label of a request a backend sent to the client.
+pub fn server_request(method: &str) -> &'static str {
+    SERVER_REQUESTS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or(OTHER)
+}
+
 /// The `method` label of a client request.
 pub fn method(method: &str) -> &'static str {
     METHODS

@@ -66,6 +66,14 @@ struct BackendKindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnattributedLabels {
+    backend: Label,
+    /// `request` (refused) or `notification` (dropped).
+    kind: &'static str,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     backend: Label,
     method: &'static str,
@@ -124,6 +132,7 @@ pub struct Metrics {
     sessions_refused: Family<TransportLabels, Counter>,
     connections_refused: Counter,
     unmatched_replies: Family<BackendLabels, Counter>,
+    unattributed: Family<UnattributedLabels, Counter>,
     notifications: Family<KindLabels, Counter>,
 
     catalog_entries: Family<KindLabels, Gauge>,
@@ -201,6 +210,7 @@ impl Metrics {
             sessions_refused: Family::default(),
             connections_refused: Counter::default(),
             unmatched_replies: Family::default(),
+            unattributed: Family::default(),
             notifications: Family::default(),
             catalog_entries: Family::default(),
             catalog_collisions: Gauge::default(),
@@ -289,6 +299,12 @@ impl Metrics {
             "unmatched_replies",
             "Messages from a backend that answer no request of the gateway's (dropped)",
             self.unmatched_replies.clone(),
+        );
+        r.register(
+            "unattributed_messages",
+            "Requests (refused) and notifications (dropped) from a backend that the gateway \
+             cannot tie to one client, by kind and method",
+            self.unattributed.clone(),
         );
         r.register(
             "notifications_sent",
@@ -413,6 +429,23 @@ impl Metrics {
         self.unmatched_replies
             .get_or_create(&BackendLabels {
                 backend: backend.into(),
+            })
+            .inc();
+    }
+
+    /// A backend's request (refused) or notification (dropped), `method`, could not be tied
+    /// to one client.
+    pub fn unattributed(&self, backend: &Arc<str>, request: bool, method: &str) {
+        let (kind, method) = if request {
+            ("request", labels::server_request(method))
+        } else {
+            ("notification", labels::notification(method))
+        };
+        self.unattributed
+            .get_or_create(&UnattributedLabels {
+                backend: backend.into(),
+                kind,
+                method,
             })
             .inc();
     }

@@ -59,6 +59,11 @@ pub struct Connection {
     pub backend: Arc<str>,
     /// The backend instance this session belongs to (see [`Events::on_listing`]).
     pub generation: u64,
+    /// Distinguishes this session from every other the gateway opens (to any backend).
+    pub serial: u64,
+    /// `sessions: per-client`: the id of the client session this upstream session serves;
+    /// `None` for a backend's shared session.
+    pub client: Option<Arc<str>>,
     transport: Transport,
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
     next_id: AtomicU64,
@@ -81,13 +86,17 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 // === impl Connection ===
 
 impl Connection {
     /// Wrap a started transport and spawn the reader that dispatches what arrives.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         backend: Arc<str>,
         generation: u64,
+        client: Option<Arc<str>>,
         transport: Transport,
         mut inbound: mpsc::Receiver<Inbound>,
         events: Arc<dyn Events>,
@@ -97,6 +106,8 @@ impl Connection {
         let conn = Arc::new(Self {
             backend,
             generation,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            client,
             transport,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -181,6 +192,12 @@ impl Connection {
         // Dropping the senders fails every call in flight.
         self.pending().clear();
         self.closed.cancel();
+    }
+
+    /// The ids of the requests the backend has been sent and has not answered yet: those a
+    /// message it sends now can be about.
+    pub fn unanswered(&self) -> Vec<u64> {
+        self.pending().keys().copied().collect()
     }
 
     /// A fresh upstream request id.

@@ -19,11 +19,11 @@ pub mod stdio;
 pub mod transport;
 
 use crate::sync::lock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ use process::Process;
 use transport::{Transport, TransportError};
 
 use crate::catalog::Listing;
-use crate::spec::{BackendSpec, GatewaySettings, TransportSpec};
+use crate::spec::{BackendSpec, GatewaySettings, Sessions, TransportSpec};
 use crate::telemetry::Metrics;
 use crate::telemetry::console::STARTUP;
 use crate::telemetry::table::seconds;
@@ -99,6 +99,31 @@ pub struct Backend {
     task: Mutex<Option<JoinHandle<()>>>,
     /// Requests in flight to this backend; more wait for a place (bounded).
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// `sessions: per-client`: each client session's own upstream session, by its id.
+    clients: Mutex<HashMap<Arc<str>, OwnSlot>>,
+    ctx: Ctx,
+}
+
+/// What a session does when its backend says a list changed.
+type OnListChanged = dyn Fn(&Arc<Connection>) + Send;
+
+/// A client's own upstream session (`sessions: per-client`); empty until it is opened, and
+/// again after it failed to open.
+type OwnSlot = Arc<tokio::sync::Mutex<Option<Own>>>;
+
+struct Own {
+    conn: Arc<Connection>,
+    launched: Option<Process>,
+}
+
+/// Why a client's request has no upstream session to go on.
+#[derive(Debug)]
+pub enum NoSession {
+    /// The backend is not serving, or could not open the client's session: why.
+    Unavailable(String),
+    /// As many client sessions as the limit (`maxClientSessionsPerBackend`) have their own
+    /// upstream session already.
+    Full(usize),
 }
 
 /// How many backends are in each state.
@@ -258,6 +283,8 @@ impl Backend {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 ctx.settings.limits.max_requests_per_backend.max(1),
             )),
+            clients: Mutex::new(HashMap::new()),
+            ctx: ctx.clone(),
         });
         if !backend.disabled {
             let task = tokio::spawn(supervise(backend.clone(), ctx));
@@ -313,12 +340,134 @@ impl Backend {
         }
     }
 
+    /// The upstream session a request of client session `client` goes on: the backend's
+    /// shared one, or with `sessions: per-client` the client's own, opened on its first
+    /// request (with the same transport spec) and closed when `closed` is cancelled (the
+    /// client session ended) or the backend stops. The backend's shared session must be up
+    /// either way: it is the one that lists the backend's tools.
+    ///
+    /// A client's own session is told the client's `log_level` as it opens, if it has one.
+    pub async fn session_for(
+        self: &Arc<Self>,
+        client: &Arc<str>,
+        closed: &CancellationToken,
+        log_level: Option<&str>,
+    ) -> Result<Arc<Connection>, NoSession> {
+        let shared = self
+            .connection()
+            .ok_or_else(|| NoSession::Unavailable(self.unavailable_reason()))?;
+        if self.spec().sessions == Sessions::Shared {
+            return Ok(shared);
+        }
+        let slot = {
+            let mut clients = lock(&self.clients);
+            match clients.get(client) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let limit = self
+                        .ctx
+                        .settings
+                        .limits
+                        .max_client_sessions_per_backend
+                        .max(1);
+                    if clients.len() >= limit {
+                        return Err(NoSession::Full(limit));
+                    }
+                    let slot = OwnSlot::default();
+                    clients.insert(client.clone(), slot.clone());
+                    self.reap_when_closed(client.clone(), closed.clone());
+                    slot
+                }
+            }
+        };
+        let mut own = slot.lock().await;
+        if let Some(o) = own.as_ref().filter(|o| !o.conn.is_closed()) {
+            return Ok(o.conn.clone());
+        }
+        if let Some(dead) = own.take() {
+            dead.close().await;
+        }
+        if self.stop.is_cancelled() || closed.is_cancelled() {
+            return Err(NoSession::Unavailable(format!(
+                "backend '{}' is stopping",
+                self.name
+            )));
+        }
+        let opened = tokio::select! {
+            r = connect(self, &self.ctx, Some(client.clone())) => r,
+            _ = self.stop.cancelled() => Err("the backend is stopping".to_owned()),
+        };
+        match opened {
+            Ok((conn, launched, _)) => {
+                tracing::info!(backend = %self.name, "opened a session of the backend's for one client");
+                if let Some(level) = log_level.filter(|_| conn.has_capability("logging")) {
+                    let req = conn.request("logging/setLevel", Some(json!({"level": level})));
+                    if let Err(e) = req.await {
+                        tracing::debug!(backend = %self.name, error = %e, "logging/setLevel failed");
+                    }
+                }
+                *own = Some(Own {
+                    conn: conn.clone(),
+                    launched,
+                });
+                Ok(conn)
+            }
+            Err(e) => {
+                let e = crate::redact::error(&e);
+                tracing::warn!(backend = %self.name, "could not open a session of the backend's for one client: {e}");
+                Err(NoSession::Unavailable(format!(
+                    "backend '{}' could not open a session for this client: {e}",
+                    self.name
+                )))
+            }
+        }
+    }
+
+    /// How many client sessions have an upstream session of their own (or one opening), with
+    /// `sessions: per-client`.
+    pub fn client_sessions(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    /// `client`'s own upstream session (`sessions: per-client`), if it has one open and it is
+    /// not being opened right now.
+    pub fn own_session(&self, client: &str) -> Option<Arc<Connection>> {
+        let slot = lock(&self.clients).get(client)?.clone();
+        let own = slot.try_lock().ok()?;
+        own.as_ref()
+            .map(|o| o.conn.clone())
+            .filter(|c| !c.is_closed())
+    }
+
+    /// Close `client`'s own upstream session when `closed` is cancelled (or the backend stops).
+    fn reap_when_closed(self: &Arc<Self>, client: Arc<str>, closed: CancellationToken) {
+        let backend = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closed.cancelled() => {}
+                _ = stop.cancelled() => {}
+            }
+            // A backend that is gone dropped its sessions, and dropping kills their processes.
+            let Some(backend) = backend.upgrade() else {
+                return;
+            };
+            let slot = lock(&backend.clients).remove(&client);
+            if let Some(slot) = slot {
+                Own::close_slot(slot).await;
+                tracing::debug!(backend = %backend.name, "closed a client's own session: the client left");
+            }
+        });
+    }
+
     async fn stop(&self) {
         self.stop.cancel();
         let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }
+        let own: Vec<OwnSlot> = lock(&self.clients).drain().map(|(_, s)| s).collect();
+        futures_util::future::join_all(own.into_iter().map(Own::close_slot)).await;
     }
 
     /// Enter `state`; `error` is redacted and cut before anyone can read it.
@@ -347,6 +496,24 @@ impl Backend {
 
     fn set_conn(&self, conn: Option<Arc<Connection>>) {
         *lock(&self.conn) = conn;
+    }
+}
+
+// === impl Own ===
+
+impl Own {
+    async fn close(mut self) {
+        self.conn.close().await;
+        if let Some(p) = self.launched.as_mut() {
+            p.kill().await;
+        }
+    }
+
+    async fn close_slot(slot: OwnSlot) {
+        let own = slot.lock().await.take();
+        if let Some(own) = own {
+            own.close().await;
+        }
     }
 }
 
@@ -433,7 +600,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
         );
         let attempt = tokio::select! {
             _ = backend.stop.cancelled() => break,
-            r = connect(&backend, &ctx) => r,
+            r = connect(&backend, &ctx, None) => r,
         };
         match attempt {
             Ok((conn, mut launched, listing)) => {
@@ -507,10 +674,13 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
     backend.set(State::Stopped, None);
 }
 
-/// Open, initialize and list one session. On error the message says what failed.
+/// Open, initialize and list one session. On error the message says what failed. A client's
+/// own session (`client`, `sessions: per-client`) is not listed: the catalog comes from the
+/// shared one.
 async fn connect(
     backend: &Arc<Backend>,
     ctx: &Ctx,
+    client: Option<Arc<str>>,
 ) -> Result<(Arc<Connection>, Option<Process>, Listing), String> {
     let name = &backend.name;
     let startup = ctx.settings.startup_timeout;
@@ -541,10 +711,15 @@ async fn connect(
                 .map_err(err)?,
         ),
     };
-    let relist = relister(events.clone(), ctx.publisher.clone());
+    let own = client.is_some();
+    let relist: Box<OnListChanged> = match own {
+        false => Box::new(relister(events.clone(), ctx.publisher.clone())),
+        true => Box::new(|_: &Arc<Connection>| {}),
+    };
     let conn = Connection::start(
         name.clone(),
         backend.generation,
+        client,
         transport,
         rx,
         events.clone(),
@@ -556,6 +731,9 @@ async fn connect(
             .await
             .map_err(|e| e.to_string())?;
         conn.set_init(init);
+        if own {
+            return Ok(Listing::default());
+        }
         Ok::<_, String>(handshake::list_all(&conn).await)
     };
     let listing = match tokio::time::timeout(startup, opened).await {

@@ -50,6 +50,7 @@ pub fn stdio_spec(name: &str, command: PathBuf, args: &[&str]) -> BackendSpec {
         tools: ToolFilter::default(),
         timeout: None,
         disabled: false,
+        sessions: Default::default(),
     }
 }
 

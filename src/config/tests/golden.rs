@@ -87,6 +87,7 @@ fn gateway_yaml() {
             },
             timeout: Some(Duration::from_secs(90)),
             disabled: false,
+            sessions: Default::default(),
         },
         BackendSpec {
             name: "legacy-python".into(),
@@ -104,6 +105,7 @@ fn gateway_yaml() {
             tools: ToolFilter::default(),
             timeout: None,
             disabled: false,
+            sessions: Default::default(),
         },
         BackendSpec {
             name: "scratch".into(),
@@ -112,6 +114,7 @@ fn gateway_yaml() {
             tools: ToolFilter::default(),
             timeout: None,
             disabled: true,
+            sessions: Default::default(),
         },
         BackendSpec {
             name: "search".into(),
@@ -126,6 +129,7 @@ fn gateway_yaml() {
             tools: ToolFilter::default(),
             timeout: None,
             disabled: false,
+            sessions: Default::default(),
         },
     ];
     assert_eq!(config.gateway, want_gateway);

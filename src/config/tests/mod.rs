@@ -77,6 +77,7 @@ fn backend(name: &str, transport: TransportSpec) -> BackendSpec {
         tools: ToolFilter::default(),
         timeout: None,
         disabled: false,
+        sessions: Default::default(),
     }
 }
 

@@ -376,3 +376,39 @@ fn format_from_path() {
         assert_eq!(Format::from_path(Path::new(path)), want, "{path}");
     }
 }
+
+#[test]
+fn sessions_are_shared_unless_per_client() {
+    let config = ok(r#"{"mcpServers": {
+        "a": {"command": "a"},
+        "b": {"command": "b", "sessions": "shared"},
+        "c": {"command": "c", "sessions": "per-client"},
+        "d": {"url": "http://d", "sessions": "per-client"}
+    }}"#);
+    let modes: Vec<_> = config
+        .backends
+        .iter()
+        .map(|b| (b.name.as_str(), b.sessions.as_str()))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("a", "shared"),
+            ("b", "shared"),
+            ("c", "per-client"),
+            ("d", "per-client")
+        ]
+    );
+    assert_eq!(
+        problems(r#"{"mcpServers": {"x": {"command": "c", "sessions": "per-clients"}}}"#),
+        [
+            "mcpServers.x.sessions: unknown sharing \"per-clients\"; expected \"shared\" or \
+             \"per-client\"; did you mean \"per-client\"?"
+        ]
+    );
+    assert_eq!(
+        problems(r#"{"mcpServers": {"x": {"command": "c", "sessions": true}}}"#).len(),
+        1,
+        "a non-string is refused"
+    );
+}
