@@ -675,6 +675,7 @@ class FakeKube:
         self._faults: list[dict] = []
         self.requests: list[dict] = []
         self.bookmarks_sent = 0  # BOOKMARK events written to watch streams
+        self.last_bookmark_rv = "0"  # the resourceVersion the latest BOOKMARK carried
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -1980,6 +1981,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk(self._bookmark(w.rt, rv_now))
                 with kube._cond:
                     kube.bookmarks_sent += 1
+                    kube.last_bookmark_rv = rv_now
                     kube._cond.notify_all()
                 if interval:
                     next_bm = time.monotonic() + interval
