@@ -612,7 +612,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                 });
                 // Callable before its names are published, ready once they are.
                 backend.set_conn(Some(conn.clone()));
-                publish(&backend, &ctx, listing).await;
+                publish(&backend, &ctx, Some(listing)).await;
                 let took = began.elapsed();
                 backend.set_after(State::Ready, None, Some(took));
                 drop(turn);
@@ -629,7 +629,7 @@ async fn supervise(backend: Arc<Backend>, ctx: Ctx) {
                     _ = conn.closed() => false,
                 };
                 backend.set_conn(None);
-                unpublish(&backend, &ctx).await;
+                publish(&backend, &ctx, None).await;
                 conn.close().await;
                 if let Some(p) = launched.as_mut() {
                     p.kill().await;
@@ -751,31 +751,20 @@ async fn connect(
     Ok((conn, launched, listing))
 }
 
-/// Hand a backend's listing to the catalog. Compacting it (serializing every definition) and
-/// publishing it cost time proportional to the listing: on the publisher's thread, so that
-/// the runtime's workers keep serving (HTTP, the other backends) meanwhile.
-async fn publish(backend: &Backend, ctx: &Ctx, listing: Listing) {
+/// Hand a backend's listing to the catalog, or (`None`, when its session ended) take its names
+/// out. Compacting a listing (serializing every definition) and publishing it cost time
+/// proportional to the listing: on the publisher's thread, so that the runtime's workers keep
+/// serving (HTTP, the other backends) meanwhile, and in order: a clear runs after any listing
+/// queued before it, and a re-listing queued after it finds the session closed.
+async fn publish(backend: &Backend, ctx: &Ctx, listing: Option<Listing>) {
     let Some(events) = ctx.events.upgrade() else {
         return;
     };
     let (name, generation) = (backend.name.clone(), backend.generation);
-    let listing = Some(Arc::new(listing));
+    let listing = listing.map(Arc::new);
     let job = move || events.on_listing(&name, generation, listing);
     if !Publisher::run(ctx.publisher.as_deref(), job).await {
         tracing::error!(backend = %backend.name, "publishing the listing failed");
-    }
-}
-
-/// Take a backend's names out of the catalog when its session ends: on the publisher's thread
-/// too, after any listing queued before (a re-listing queued later finds the session closed).
-async fn unpublish(backend: &Backend, ctx: &Ctx) {
-    let Some(events) = ctx.events.upgrade() else {
-        return;
-    };
-    let (name, generation) = (backend.name.clone(), backend.generation);
-    let job = move || events.on_listing(&name, generation, None);
-    if !Publisher::run(ctx.publisher.as_deref(), job).await {
-        tracing::error!(backend = %backend.name, "taking the listing out of the catalog failed");
     }
 }
 
